@@ -1,0 +1,3 @@
+from jaxreplica.cli import main
+
+raise SystemExit(main())
