@@ -1,0 +1,165 @@
+"""Feed-forward networks of USV and dense layers, ``t_l = phi_l(W_l t_{l-1})``.
+
+:func:`build_network` makes one from layer sizes ``[n_0, n_1, ..., n_L]``,
+activations ``[phi_1, ..., phi_L]`` and per-layer USV flags. Activations:
+
+==========  =====================================  ==================================
+name        ``phi(z)``                             replica channel (``nn.convert``)
+==========  =====================================  ==================================
+linear      ``z``                                  ``Linear``
+relu        ``max(0, z)``                          ``ReLU``
+hardtanh    ``clip(z, -1, 1)``                     ``HardTanh(threshold=1)``
+probit      ``sign(z)`` (alias ``sign``)           ``Probit``
+softmax     ``exp(z_i) / sum_j exp(z_j)``          none (output layer only)
+==========  =====================================  ==================================
+
+``hardtanh`` is the one of the original Keras code (``2 hard_sigmoid(2.5 z) - 1``,
+which is ``clip(z, -1, 1)``). ``probit`` has zero gradient almost everywhere: it is
+meant for forward passes and entropy computations, not for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .layers import USV, Dense
+
+__all__ = ["ACTIVATIONS", "Network", "build_network", "activate"]
+
+ACTIVATIONS = ("linear", "relu", "hardtanh", "probit", "softmax")
+_ALIASES = {"sign": "probit", "identity": "linear"}
+
+
+def _canonical(name: str) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"activations must be strings, got {name!r}")
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in ACTIVATIONS:
+        raise ValueError(f"activations: unknown activation {name!r}; choose from {ACTIVATIONS + tuple(_ALIASES)}")
+    return key
+
+
+def activate(name: str, z: jax.Array) -> jax.Array:
+    """Apply the activation called ``name`` (canonical name, see the module table)."""
+    if name == "linear":
+        return z
+    if name == "relu":
+        return jnp.maximum(z, 0.0)
+    if name == "hardtanh":
+        return jnp.clip(z, -1.0, 1.0)
+    if name == "probit":
+        return jnp.sign(z)
+    if name == "softmax":
+        return jax.nn.softmax(z, axis=-1)
+    raise ValueError(f"activation: unknown activation {name!r}")
+
+
+class Network(nnx.Module):
+    """``t_0 = x``, ``t_l = phi_l(W_l t_{l-1})`` for ``l = 1..L``; no biases, no noise.
+
+    Attributes (static): ``sizes`` ``(n_0, ..., n_L)``, ``activations`` (canonical
+    names), ``usv`` (per-layer flags). ``layers`` holds the :class:`USV` /
+    :class:`Dense` modules; only their :class:`flax.nnx.Param` leaves are trainable.
+    """
+
+    def __init__(self, sizes: Sequence[int], activations: Sequence[str], usv: Sequence[bool] | bool = True, *,
+                 rngs: nnx.Rngs, scale: float | Sequence[float] = 1.0, dtype=jnp.float64):
+        sizes = tuple(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes must list at least an input and an output size, got {sizes!r}")
+        for n in sizes:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"sizes must be positive integers, got {sizes!r}")
+        sizes = tuple(int(n) for n in sizes)
+        n_layers = len(sizes) - 1
+        activations = tuple(_canonical(a) for a in activations)
+        if len(activations) != n_layers:
+            raise ValueError(f"activations must have {n_layers} entries (one per layer), got {len(activations)}")
+        if "softmax" in activations[:-1]:
+            raise ValueError("activations: softmax is allowed on the output layer only")
+        if isinstance(usv, (bool, np.bool_)):
+            usv = (bool(usv),) * n_layers
+        usv = tuple(bool(u) for u in usv)
+        if len(usv) != n_layers:
+            raise ValueError(f"usv must have {n_layers} flags (one per layer), got {len(usv)}")
+        if np.ndim(scale) == 0:
+            scale = (float(scale),) * n_layers
+        scale = tuple(float(s) for s in scale)
+        if len(scale) != n_layers:
+            raise ValueError(f"scale must be a number or have {n_layers} entries, got {len(scale)}")
+        self.sizes = sizes
+        self.activations = activations
+        self.usv = usv
+        self.scales = scale
+        layers = []
+        for l in range(n_layers):
+            cls = USV if usv[l] else Dense
+            layers.append(cls(sizes[l], sizes[l + 1], rngs=rngs, scale=scale[l], dtype=dtype))
+        self.layers = nnx.List(layers)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def alphas(self) -> tuple[float, ...]:
+        """``alpha_l = n_l / n_{l-1}``."""
+        return tuple(self.sizes[l + 1] / self.sizes[l] for l in range(self.n_layers))
+
+    def preactivations(self, x: jax.Array) -> list[jax.Array]:
+        """``[z_1, ..., z_L]`` with ``z_l = W_l t_{l-1}`` (before the activation)."""
+        zs = []
+        t = x
+        for layer, act in zip(self.layers, self.activations):
+            z = layer(t)
+            zs.append(z)
+            t = activate(act, z)
+        return zs
+
+    def logits(self, x: jax.Array) -> jax.Array:
+        """``z_L``: the output before its activation (what the cross-entropy uses)."""
+        t = x
+        for layer, act in zip(self.layers[:-1], self.activations[:-1]):
+            t = activate(act, layer(t))
+        return self.layers[-1](t)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return activate(self.activations[-1], self.logits(x))
+
+    def spectra(self, layers: Sequence[int] | None = None) -> list[jax.Array]:
+        """Eigenvalues of ``W_l^T W_l`` (length ``n_{l-1}``) for the 1-based ``layers`` (default all).
+
+        USV layers read them off ``S`` (no eigendecomposition); dense layers use ``eigvalsh``.
+        """
+        idx = range(1, self.n_layers + 1) if layers is None else layers
+        return [self.layers[l - 1].spectrum() for l in idx]
+
+    def matrices(self) -> list[jax.Array]:
+        """Materialised ``[W_1, ..., W_L]`` (``W_l`` is ``n_l x n_{l-1}``)."""
+        return [layer.matrix() for layer in self.layers]
+
+
+def build_network(sizes: Sequence[int], activations: Sequence[str], usv: Sequence[bool] | bool = True, *,
+                  seed: int | None = None, rngs: nnx.Rngs | None = None, scale: float | Sequence[float] = 1.0,
+                  dtype=jnp.float64) -> Network:
+    """Build a :class:`Network` from sizes, activations and per-layer USV flags.
+
+    Give either ``seed`` (an integer) or ``rngs``. Weights start as
+    ``N(0, scale_l^2 / n_{l-1})`` matrices (``scale`` one number or one per layer).
+
+    Example: the paper's recognition net ``500-1000-500-250-100-2``::
+
+        build_network([500, 1000, 500, 250, 100, 2],
+                      ["linear", "relu", "linear", "relu", "softmax"],
+                      usv=[True, True, True, True, False], seed=0)
+    """
+    if rngs is None:
+        if seed is None:
+            raise ValueError("seed: give a seed (int) or rngs")
+        rngs = nnx.Rngs(params=int(seed))
+    return Network(sizes, activations, usv, rngs=rngs, scale=scale, dtype=dtype)
