@@ -1,0 +1,75 @@
+"""Small pytree dataclasses whose constructors validate, without tripping inside ``jit``.
+
+``pytree(cls)`` makes ``cls`` a frozen dataclass and registers it with JAX: fields
+listed in ``cls._static`` are part of the tree structure, all others are leaves.
+Unflattening bypasses ``__init__`` so that validation in ``__post_init__`` only runs
+when a user builds the object, never on tracers or on JAX's internal placeholders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+
+
+def pytree(cls):
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    static = tuple(getattr(cls, "_static", ()))
+    fields = [f.name for f in dataclasses.fields(cls)]
+    leaves = tuple(n for n in fields if n not in static)
+
+    def flatten(obj):
+        return [getattr(obj, n) for n in leaves], tuple(getattr(obj, n) for n in static)
+
+    def unflatten(aux, children):
+        obj = object.__new__(cls)
+        for n, v in zip(leaves, children):
+            object.__setattr__(obj, n, v)
+        for n, v in zip(static, aux):
+            object.__setattr__(obj, n, v)
+        return obj
+
+    jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+    cls.replace = lambda self, **kw: unflatten(
+        tuple(kw.get(n, getattr(self, n)) for n in static),
+        [kw.get(n, getattr(self, n)) for n in leaves],
+    )
+    return cls
+
+
+def concrete(x) -> np.ndarray | None:
+    """``x`` as a NumPy array if it holds concrete numbers (not a tracer), else None."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+def check(name: str, value, *, positive=False, nonnegative=False, open_unit=False, finite=True):
+    """Raise ``ValueError`` naming ``name`` when a concrete ``value`` is out of range."""
+    v = concrete(value)
+    if v is None:
+        return
+    if finite and not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must be finite (got {value!r})")
+    if positive and not np.all(v > 0):
+        raise ValueError(f"{name} must be positive (got {value!r})")
+    if nonnegative and not np.all(v >= 0):
+        raise ValueError(f"{name} must be non-negative (got {value!r})")
+    if open_unit and not np.all((v > 0) & (v < 1)):
+        raise ValueError(f"{name} must lie strictly between 0 and 1 (got {value!r})")
+
+
+def is_zero(x) -> bool | None:
+    v = concrete(x)
+    if v is None:
+        return None
+    return bool(np.all(v == 0))
+
+
+LOG_2PI = math.log(2.0 * math.pi)

@@ -1,0 +1,289 @@
+"""Channels ``t = phi(z + xi)``, ``xi ~ N(0, noise)``: the layers' activations.
+
+Every activation here is piecewise affine: on each interval ``(lo, hi)`` of the
+pre-activation ``y = z + xi`` it is either a constant ``c`` (an atom of ``t``) or
+``g y`` (a continuous part of slope ``g``). That one description gives, through
+:func:`jaxreplica.quadrature.log_gaussian_window`, the log-partition functions in
+closed form, and the kinks where the quadrature must be refined.
+
+Scalar functions (replica-math.md, section 3), with ``s = V + noise``:
+
+*Last layer* (output channel), ``w ~ N(0, rho - V)``, ``y0 ~ N(w, s)``, ``t0 = phi(y0)``:
+
+* ``output_free_entropy(V, rho) = E log p(t0 | w)`` (``I_last``; atoms count ``p log p``,
+  the continuous part ``density log density`` with the Jacobian of ``g``),
+* ``output_ahat(V, rho) = E (d/dw log p(t0 | w))^2``.
+
+*Hidden layer*, ``Z(A, B, w, s) = int dy N(y; w, s) exp(-A phi(y)^2/2 + B phi(y))`` and the
+teacher ``B = A t0 + sqrt(A) xi``:
+
+* ``hidden_free_entropy(A, V, rho) = E log Z`` (``I_hidden``),
+* ``hidden_vhat = E d^2/dB^2 log Z`` (the error on ``t``, handed to the layer below),
+* ``hidden_ahat = E (d/dw log Z)^2`` (equal to ``-E d^2/dw^2 log Z`` by the Nishimori
+  identity; the square keeps it positive under quadrature),
+* ``second_moment(rho) = E phi(y)^2``, ``y ~ N(0, rho + noise)`` (``rho_next``).
+
+The teacher averages are taken in the variables ``y0 ~ N(0, rho + noise)`` (kinked
+composite rule refined on the scale ``sqrt(s)``), ``w | y0 ~ N(c1 y0, c2)`` with
+``c1 = (rho - V)/(rho + noise)``, ``c2 = (rho - V) s/(rho + noise)``, and ``xi``
+(Gauss-Hermite): in these variables the integrand is smooth on the scale of each
+rule, however small the noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import log_ndtr, ndtr
+
+from jaxreplica._struct import check, pytree
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig, hermite_rule, kinked_gaussian_rule, log_gaussian_window, log_ndtr_diff
+
+__all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit"]
+
+INF = jnp.inf
+LOG_2PI = math.log(2.0 * math.pi)
+TINY = 1e-300
+
+
+class _Channel:
+    """Shared machinery. Subclasses define ``pieces()``: tuples ``(lo, hi, kind, value)``
+    with ``kind`` ``"const"`` (``phi = value``) or ``"linear"`` (``phi = value * y``)."""
+
+    noise: float
+
+    def pieces(self):
+        raise NotImplementedError
+
+    def activation(self, y):
+        """``phi(y)`` (the noiseless activation)."""
+        out = jnp.zeros_like(y)
+        for lo, hi, kind, val in self.pieces():
+            inside = (y > lo) & (y <= hi)
+            out = jnp.where(inside, val if kind == "const" else val * y, out)
+        return out
+
+    def _kinks(self):
+        return [p[1] for p in self.pieces()[:-1]]
+
+    # -- second moment ---------------------------------------------------------------
+    def second_moment(self, rho):
+        """``rho_next = E phi(y)^2`` with ``y ~ N(0, rho + noise)``."""
+        sd = jnp.sqrt(rho + self.noise)
+        total = 0.0
+        for lo, hi, kind, val in self.pieces():
+            a, b = lo / sd, hi / sd
+            mass = ndtr(b) - ndtr(a)
+            if kind == "const":
+                total = total + val * val * mass
+            else:
+                # E[u^2; a < u < b] = mass - (b phi(b) - a phi(a)), u standard normal.
+                edge = lambda u: jnp.where(jnp.isfinite(u), u * jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI), 0.0)
+                total = total + val * val * sd * sd * (mass - (edge(b) - edge(a)))
+        return total
+
+    # -- teacher variables -----------------------------------------------------------
+    def _teacher(self, V, rho, cfg):
+        s = jnp.maximum(V + self.noise, TINY)
+        spread = jnp.maximum(rho - V, 0.0)
+        total = rho + self.noise
+        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._kinks(), jnp.sqrt(s), cfg)
+        eta, weta = hermite_rule(cfg.hermite_w)
+        c1 = spread / total
+        c2 = spread * s / total
+        w = c1 * y0[:, None] + jnp.sqrt(c2) * eta[None, :]
+        return s, y0[:, None], w, wy[:, None] * weta[None, :]
+
+    # -- last layer ------------------------------------------------------------------
+    def _log_likelihood(self, y0, w, s):
+        """``log p(phi(y0) | w)`` for ``y ~ N(w, s)``, on the piece that holds ``y0``."""
+        out = jnp.zeros(jnp.broadcast_shapes(jnp.shape(y0), jnp.shape(w)))
+        sd = jnp.sqrt(s)
+        for lo, hi, kind, val in self.pieces():
+            if kind == "const":
+                val_here = log_ndtr_diff((lo - w) / sd, (hi - w) / sd)
+            else:
+                val_here = -0.5 * (LOG_2PI + jnp.log(s)) - 0.5 * (y0 - w) ** 2 / s - jnp.log(jnp.abs(val))
+            out = jnp.where((y0 > lo) & (y0 <= hi), val_here, out)
+        return out
+
+    def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        """``(I_last(V, rho), Ahat_last(V, rho))``."""
+        s, y0, w, weight = self._teacher(V, rho, cfg.for_output())
+        f = lambda ww: self._log_likelihood(y0, ww, s)
+        logp, dlogp = jax.jvp(f, (w,), (jnp.ones_like(w),))
+        return jnp.sum(weight * logp), jnp.sum(weight * dlogp**2)
+
+    def output_free_entropy(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        return self.output_functions(V, rho, cfg)[0]
+
+    def output_ahat(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        return self.output_functions(V, rho, cfg)[1]
+
+    # -- hidden layer ----------------------------------------------------------------
+    def log_partition(self, A, B, w, s):
+        """``log Z(A, B, w, s) = log int dy N(y; w, s) exp(-A phi(y)^2/2 + B phi(y))``."""
+        terms = []
+        for lo, hi, kind, val in self.pieces():
+            if kind == "const":
+                sd = jnp.sqrt(s)
+                terms.append(-0.5 * A * val * val + B * val + log_ndtr_diff((lo - w) / sd, (hi - w) / sd))
+            else:
+                terms.append(log_gaussian_window(A, B, val, lo, hi, w, s))
+        terms = jnp.broadcast_arrays(*terms)
+        return jax.nn.logsumexp(jnp.stack(terms), axis=0)
+
+    def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        """``(I_hidden, Ahat, Vhat)`` at ``(A, V, rho)``."""
+        s, y0, w, weight = self._teacher(V, rho, cfg)
+        xi, wxi = hermite_rule(cfg.hermite_xi)
+        t0 = self.activation(y0)[..., None]
+        A = jnp.asarray(A, dtype=jnp.float64)
+        shape = (y0.shape[0], w.shape[1], xi.shape[0])
+        B = jnp.broadcast_to(A * t0 + jnp.sqrt(A) * xi, shape)
+        w = jnp.broadcast_to(w[..., None], shape)
+        weight = weight[..., None] * wxi
+        ones = jnp.ones(shape)
+        f = lambda b, ww: self.log_partition(A, b, ww, s)
+        dB = lambda b: jax.jvp(lambda x: f(x, w), (b,), (ones,))[1]
+        d1, d2 = jax.jvp(dB, (B,), (ones,))
+        logz, dw = jax.jvp(lambda x: f(B, x), (w,), (ones,))
+        return jnp.sum(weight * logz), jnp.sum(weight * dw**2), jnp.sum(weight * d2)
+
+
+def _validate(noise):
+    check("noise", noise, nonnegative=True)
+
+
+@pytree
+class Linear(_Channel):
+    """``t = z + xi``. Closed forms: ``Ahat = 1/(noise + V + 1/A)``,
+    ``Vhat = 1/(A + 1/(noise + V))``, ``I_hidden = A (rho + noise)/2 - log(1 + A (noise + V))/2``,
+    ``I_last = -log(2 pi e (noise + V))/2``, ``Ahat_last = 1/(noise + V)``."""
+
+    noise: float = 0.0
+
+    def __post_init__(self):
+        _validate(self.noise)
+
+    def pieces(self):
+        return [(-INF, INF, "linear", 1.0)]
+
+    def second_moment(self, rho):
+        return rho + self.noise
+
+    def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        s = V + self.noise
+        return -0.5 * (jnp.log(2.0 * jnp.pi * jnp.e) + jnp.log(s)), 1.0 / s
+
+    def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        s = V + self.noise
+        return (
+            0.5 * A * (rho + self.noise) - 0.5 * jnp.log1p(A * s),
+            A / (1.0 + A * s),
+            s / (1.0 + A * s),
+        )
+
+
+@pytree
+class ReLU(_Channel):
+    """``t = max(0, z + xi)``."""
+
+    noise: float = 0.0
+
+    def __post_init__(self):
+        _validate(self.noise)
+
+    def pieces(self):
+        return [(-INF, 0.0, "const", 0.0), (0.0, INF, "linear", 1.0)]
+
+
+@pytree
+class LeakyReLU(_Channel):
+    """``t = y`` for ``y = z + xi > 0``, else ``slope * y``."""
+
+    noise: float = 0.0
+    slope: float = 0.1
+
+    def __post_init__(self):
+        _validate(self.noise)
+        check("slope", self.slope, positive=True)
+
+    def pieces(self):
+        return [(-INF, 0.0, "linear", self.slope), (0.0, INF, "linear", 1.0)]
+
+
+@pytree
+class HardTanh(_Channel):
+    """``t = clip(z + xi, -threshold, threshold)``."""
+
+    noise: float = 0.0
+    threshold: float = 1.0
+
+    def __post_init__(self):
+        _validate(self.noise)
+        check("threshold", self.threshold, positive=True)
+
+    def pieces(self):
+        c = self.threshold
+        return [(-INF, -c, "const", -c), (-c, c, "linear", 1.0), (c, INF, "const", c)]
+
+
+@pytree
+class Probit(_Channel):
+    """``t = sign(z + xi)``."""
+
+    noise: float = 0.0
+
+    def __post_init__(self):
+        _validate(self.noise)
+
+    def pieces(self):
+        return [(-INF, 0.0, "const", -1.0), (0.0, INF, "const", 1.0)]
+
+    def second_moment(self, rho):
+        return jnp.ones_like(jnp.asarray(rho, dtype=jnp.float64))
+
+
+def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
+    """Hidden sign channel, whose two atoms make ``log Z`` kinked in ``B`` as well.
+
+    With ``u = w/sqrt(s)`` and ``r = log(Phi(u)/Phi(-u))/2``,
+    ``log Z = -A/2 + log(Phi(u) Phi(-u))/2 + log(2 cosh(B + r))``: the switch between
+    the atoms sits at ``B = -r``, with width 1/2, which in the teacher noise ``xi``
+    (``B = A t0 + sqrt(A) xi``) is a kink of width ``1/(2 sqrt(A))`` that moves with
+    ``w``. Each ``(y0, w)`` node gets its own kinked rule in ``xi``.
+    """
+    s, y0, w, weight = channel._teacher(V, rho, cfg)
+    A = jnp.asarray(A, dtype=jnp.float64)
+    sqrt_a = jnp.sqrt(A)
+    t0 = jnp.broadcast_to(jnp.where(y0 > 0, 1.0, -1.0), w.shape)
+    sd = jnp.sqrt(s)
+    xi_cfg = dataclasses.replace(cfg, bulk_segments=8, grades=8, half_width=8.0)
+
+    def log_pair(ww):
+        lp, lm = log_ndtr(ww / sd), log_ndtr(-ww / sd)
+        return 0.5 * (lp + lm), 0.5 * (lp - lm)
+
+    def per_node(t, ww):
+        base, r = log_pair(ww)
+        xi, wxi = kinked_gaussian_rule(1.0, [-(A * t + r) / sqrt_a], 0.5 / sqrt_a, xi_cfg)
+        B = A * t + sqrt_a * xi
+        h = B + r
+        logcosh = jnp.abs(h) + jnp.log1p(jnp.exp(-2.0 * jnp.abs(h)))
+        logz = -0.5 * A + base + logcosh
+        sech2 = 1.0 - jnp.tanh(h) ** 2
+        # d/dw log Z = base'(w) + tanh(h) r'(w)
+        _, (dbase, dr) = jax.jvp(log_pair, (ww,), (jnp.ones_like(ww),))
+        dw = dbase + jnp.tanh(h) * dr
+        return jnp.sum(wxi * logz), jnp.sum(wxi * dw**2), jnp.sum(wxi * sech2)
+
+    f = jax.vmap(per_node)(t0.reshape(-1), w.reshape(-1))
+    wf = weight.reshape(-1)
+    return tuple(jnp.sum(wf * x) for x in f)
+
+
+Probit.hidden_functions = lambda self, A, V, rho, cfg=DEFAULT: _probit_hidden(self, A, V, rho, cfg)

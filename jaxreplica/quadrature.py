@@ -1,0 +1,164 @@
+"""Gaussian-measure quadrature rules, built for the sharp integrands of small noise.
+
+Every expectation in the replica formula is an average over a few Gaussian variables
+of a function that is smooth except near a handful of *kinks* (the corners of ReLU,
+hardtanh and sign), where it changes on the small scale ``sqrt(V + Delta)``. A plain
+Gauss-Hermite rule cannot resolve a boundary layer of width 1e-3 (replica-math.md,
+section 3), so the one-dimensional rule here is composite Gauss-Legendre on
+breakpoints that are
+
+* uniform over ``[-L sd, L sd]`` (the bulk of the Gaussian),
+* placed at every kink, and
+* geometrically graded away from every kink, starting at the small scale
+  (``kink +- scale * ratio**j``), so that each segment sees a smooth integrand.
+
+Breakpoints are traced values (they move with ``sd`` and ``scale``) but are wrapped in
+``stop_gradient``: derivatives are then taken *under* the integral sign, which is
+exact for the integral and keeps the rule itself out of the autodiff graph.
+
+Smooth Gaussian directions use Gauss-Hermite nodes (probabilists' normalisation, the
+weights sum to one). All node tables are NumPy constants built once at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import ndtr, log_ndtr
+
+__all__ = [
+    "QuadratureConfig",
+    "DEFAULT",
+    "hermite_rule",
+    "legendre_rule",
+    "kinked_gaussian_rule",
+    "log_ndtr_diff",
+    "log_gaussian_window",
+]
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuadratureConfig:
+    """Sizes of the quadrature rules (static: changing them recompiles).
+
+    Attributes:
+      bulk_segments: uniform segments over ``[-half_width sd, half_width sd]``.
+      half_width: extent of the rule in standard deviations.
+      grades: graded segments on each side of each kink.
+      grade_ratio: growth factor of consecutive graded breakpoints.
+      legendre: Gauss-Legendre nodes per segment.
+      hermite_w: Gauss-Hermite nodes for the student field ``w`` given the teacher.
+      hermite_xi: Gauss-Hermite nodes for the teacher noise ``xi`` of the field ``B``.
+    """
+
+    bulk_segments: int = 12
+    half_width: float = 10.0
+    grades: int = 11
+    grade_ratio: float = 4.0
+    legendre: int = 6
+    hermite_w: int = 12
+    hermite_xi: int = 16
+    # The last layer's average is only two-dimensional: refine it twice as finely.
+    output_grade_ratio: float = 2.0
+    output_grades: int = 22
+
+    def for_output(self) -> "QuadratureConfig":
+        return dataclasses.replace(
+            self, grade_ratio=self.output_grade_ratio, grades=self.output_grades, legendre=self.legendre + 2
+        )
+
+
+DEFAULT = QuadratureConfig()
+
+
+def hermite_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights with ``sum_i w_i f(x_i) ~= E f(z)``, ``z ~ N(0, 1)``."""
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return x, w / math.sqrt(2.0 * math.pi)
+
+
+def legendre_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on ``[-1, 1]``."""
+    return np.polynomial.legendre.leggauss(n)
+
+
+def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig):
+    """Sorted breakpoints of the composite rule (see the module docstring)."""
+    half = cfg.half_width * sd
+    # Kinks in the far tail still get their graded segments (out to 1.5x the bulk):
+    # an average that is itself tiny (an mmse of 1e-23) may live entirely there.
+    far = 1.5 * half
+    pts = [jnp.linspace(-half, half, cfg.bulk_segments + 1)]
+    grades = cfg.grade_ratio ** np.arange(cfg.grades)
+    scales = scale if isinstance(scale, (tuple, list)) else [scale] * len(kinks)
+    for k, sc in zip(kinks, scales):
+        k = jnp.asarray(k, dtype=jnp.float64)
+        offsets = sc * grades
+        pts.append(jnp.clip(jnp.stack([k]), -far, far))
+        pts.append(jnp.clip(k - offsets, -far, far))
+        pts.append(jnp.clip(k + offsets, -far, far))
+    return jnp.sort(jnp.concatenate(pts))
+
+
+def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAULT):
+    """Composite rule for ``E f(y)``, ``y ~ N(0, sd^2)``, with ``f`` kinked at ``kinks``.
+
+    ``f`` may change on the length ``scale`` near each kink (one number, or one per
+    kink). Returns ``(y, w)`` with
+    ``sum_i w_i f(y_i) ~= E f(y)``; segments of zero length (breakpoints clipped to
+    the domain) carry zero weight.
+    """
+    sd = jnp.asarray(sd, dtype=jnp.float64)
+    bp = jax.lax.stop_gradient(_breakpoints(sd, kinks, scale, cfg))
+    x, w = legendre_rule(cfg.legendre)
+    left, right = bp[:-1, None], bp[1:, None]
+    half_len = 0.5 * (right - left)
+    y = jax.lax.stop_gradient((0.5 * (left + right) + half_len * x).reshape(-1))
+    weights = (half_len * w).reshape(-1)
+    density = jnp.exp(-0.5 * (y / sd) ** 2 - 0.5 * LOG_2PI) / sd
+    return y, jax.lax.stop_gradient(weights) * density
+
+
+BIG = 1e6  # standardized arguments are clipped here: Phi(-1e6) is an exact zero for us
+
+
+def log_ndtr_diff(a, b):
+    """``log(Phi(b) - Phi(a))`` for ``a <= b`` (infinite ends allowed), without cancellation.
+
+    Uses the mirror image ``Phi(-a) - Phi(-b)`` when ``a > 0`` so that both tails keep
+    full relative precision. Arguments are clipped to ``+-1e6`` and the ratio of the two
+    ``Phi`` kept below one, so the value and its derivatives stay finite even for an
+    empty window (whose log-probability is then about ``-5e11`` instead of ``-inf``).
+    """
+    a = jnp.clip(a, -BIG, BIG)
+    b = jnp.clip(b, -BIG, BIG)
+    flip = a > 0
+    lo = jnp.where(flip, -b, a)
+    hi = jnp.where(flip, -a, b)
+    log_hi = log_ndtr(hi)
+    ratio = jnp.exp(jnp.minimum(log_ndtr(lo) - log_hi, -1e-16))
+    return log_hi + jnp.log1p(-ratio)
+
+
+def log_gaussian_window(A, B, g, lo, hi, mean, var):
+    """``log int_lo^hi dy N(y; mean, var) exp(-A (g y)^2 / 2 + B g y)``.
+
+    The Gaussian integral that every channel and prior reduces to. Written so that it
+    stays finite and exact for ``var -> 0`` (a point mass at ``mean``) and for large
+    ``A``: with ``q = 1 + var A g^2`` the exponent is
+    ``(2 B g m - A g^2 m^2 + var B^2 g^2) / (2 q)`` (no ``m^2/var`` cancellation), the
+    window is centred at ``(m + var B g)/q`` with variance ``var/q``, and its
+    probability uses :func:`log_ndtr_diff`.
+    """
+    q = 1.0 + var * A * g * g
+    exponent = (2.0 * B * g * mean - A * g * g * mean * mean + var * B * B * g * g) / (2.0 * q)
+    centre = (mean + var * B * g) / q
+    post_sd = jnp.sqrt(jnp.maximum(var / q, 1e-300))
+    window = log_ndtr_diff((lo - centre) / post_sd, (hi - centre) / post_sd)
+    return exponent - 0.5 * jnp.log(q) + window
