@@ -47,6 +47,7 @@ whole trajectory with other noise levels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -253,6 +254,18 @@ class Tracking:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_solve(method: str, max_iter: int):
+    """``jax.jit`` of ``jaxreplica.solve`` with the method and iteration cap static, ``tol`` traced.
+
+    Compiled once per chain structure and shapes (every tracking step of a run has the
+    same), which makes a warm-started step cost milliseconds instead of seconds.
+    """
+    import jaxreplica as jr
+
+    return jax.jit(functools.partial(jr.solve, method=method, max_iter=max_iter))
+
+
 class _Tracker:
     """Solves the per-layer chains from spectra, warm-starting each layer from its last solution.
 
@@ -277,8 +290,6 @@ class _Tracker:
 
     def step(self, spectra: Sequence[np.ndarray]):
         """Returns entropy (m,), mutual information (m,), converged (m,), iterations (m,), failures [(l, reason)]."""
-        import jaxreplica as jr
-
         t = self.tracking
         m = len(self.alphas)
         h = np.full(m, np.nan)
@@ -289,10 +300,8 @@ class _Tracker:
         for l in range(1, m + 1):
             try:
                 chain = self.chain(spectra, l)
-                kwargs = dict(method=t.method, tol=t.tol, max_iter=t.max_iter)
-                if self.init[l - 1] is not None:
-                    kwargs["init"] = self.init[l - 1]
-                sol = jr.solve(chain, **kwargs)
+                solve = _jitted_solve(t.method, int(t.max_iter))
+                sol = solve(chain, tol=t.tol, init=self.init[l - 1])
                 conv[l - 1] = bool(np.asarray(sol.converged))
                 iters[l - 1] = int(np.asarray(sol.iterations))
                 entropy = float(np.asarray(sol.entropy))

@@ -171,14 +171,33 @@ def test_tracking_matches_exact_on_a_linear_student(tmp_path):
 
 
 @needs_engine
-def test_tracking_failure_records_nan_and_training_goes_on():
-    net, data = _figure3(10, samples_per_dim=10)
-    _, hist = jt.train(net, data, epochs=2, tracking=jt.Tracking(max_iter=1, tol=1e-14), progress=False)
-    assert np.isnan(hist.mutual_information).all() and not hist.converged.any()
-    assert len(hist.failures) == 9 and all("not converged" in f[2] for f in hist.failures)
+def test_tracking_failure_records_nan_and_training_goes_on(monkeypatch):
+    """A solve that raises or does not converge gives NaN with its reason; training continues."""
+    real = jt._jitted_solve("vamp", 1000)
+    calls = {"n": 0}
+
+    def flaky(chain, tol, init):
+        calls["n"] += 1
+        if calls["n"] % 3 == 1:
+            raise FloatingPointError("boom")
+        sol = real(chain, tol=tol, init=init)
+        if calls["n"] % 3 == 2:
+            return sol.replace(converged=jnp.asarray(False), iterations=jnp.asarray(1000))
+        return sol
+
+    monkeypatch.setattr(jt, "_jitted_solve", lambda method, max_iter: flaky)
+    net, data = _figure3(30, samples_per_dim=10)
+    _, hist = jt.train(net, data, epochs=2, progress=False)
+    # calls 1, 4, 7 (layer 1) raise; calls 2, 5, 8 (layer 2) do not converge; layer 3 is fine
+    assert np.isnan(hist.mutual_information[:, :2]).all() and np.isfinite(hist.mutual_information[:, 2]).all()
+    assert [f[:2] for f in hist.failures] == [(e, l) for e in range(3) for l in (1, 2)]
+    assert all("FloatingPointError: boom" in f[2] for f in hist.failures if f[1] == 1)
+    assert all("not converged after 1000 iterations" in f[2] for f in hist.failures if f[1] == 2)
+    assert not hist.converged[:, 1].any() and hist.converged[:, 2].all()
     assert np.all(np.isfinite(hist.test_loss)) and hist.test_loss[-1] < hist.test_loss[0]
 
 
+@pytest.mark.slow
 @needs_engine
 def test_tracking_a_recognition_network_with_generative_part():
     data = jd.generative_recognition(jax.random.key(1), 8, 24, noise=0.01, samples_per_dim=10)
@@ -206,7 +225,7 @@ def test_linear_recognition_network_matches_exact_with_generative_layer():
 def test_cli_figure3_small(tmp_path):
     from jaxreplica.cli import main
 
-    rc = main(["train", "--preset", "figure3", "--width", "12", "--epochs", "2", "--out", str(tmp_path),
+    rc = main(["train", "--preset", "figure3", "--width", "30", "--epochs", "2", "--out", str(tmp_path),
                "--no-progress"])
     assert rc == 0
     for name in ("history.npz", "config.json", "learning.png", "information.png", "replica_vs_exact.png"):
