@@ -40,7 +40,15 @@ import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr
 
 from jaxreplica._struct import check, pytree
-from jaxreplica.quadrature import DEFAULT, QuadratureConfig, hermite_rule, kinked_gaussian_rule, log_gaussian_window, log_ndtr_diff
+from jaxreplica.quadrature import (
+    DEFAULT,
+    QuadratureConfig,
+    hermite_rule,
+    kinked_gaussian_rule,
+    log_gaussian_window,
+    log_ndtr_diff,
+    standardize,
+)
 
 __all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit"]
 
@@ -86,11 +94,18 @@ class _Channel:
         return total
 
     # -- teacher variables -----------------------------------------------------------
-    def _teacher(self, V, rho, cfg):
+    def _teacher(self, V, rho, cfg, A=0.0):
+        """Nodes ``(s, y0, w, weight)`` of the teacher average.
+
+        Near a kink the integrand changes on the scale of the student's posterior on
+        ``y``: ``sqrt(s)`` from the prior ``N(w, s)``, narrowed to
+        ``sqrt(s/(1 + s A))`` by the field ``B`` of a hidden layer.
+        """
         s = jnp.maximum(V + self.noise, TINY)
         spread = jnp.maximum(rho - V, 0.0)
         total = rho + self.noise
-        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._kinks(), jnp.sqrt(s), cfg)
+        scale = jnp.sqrt(s / (1.0 + s * A))
+        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._kinks(), scale, cfg)
         eta, weta = hermite_rule(cfg.hermite_w)
         c1 = spread / total
         c2 = spread * s / total
@@ -104,7 +119,7 @@ class _Channel:
         sd = jnp.sqrt(s)
         for lo, hi, kind, val in self.pieces():
             if kind == "const":
-                val_here = log_ndtr_diff((lo - w) / sd, (hi - w) / sd)
+                val_here = log_ndtr_diff(standardize(lo, w, sd), standardize(hi, w, sd))
             else:
                 val_here = -0.5 * (LOG_2PI + jnp.log(s)) - 0.5 * (y0 - w) ** 2 / s - jnp.log(jnp.abs(val))
             out = jnp.where((y0 > lo) & (y0 <= hi), val_here, out)
@@ -130,15 +145,30 @@ class _Channel:
         for lo, hi, kind, val in self.pieces():
             if kind == "const":
                 sd = jnp.sqrt(s)
-                terms.append(-0.5 * A * val * val + B * val + log_ndtr_diff((lo - w) / sd, (hi - w) / sd))
+                terms.append(-0.5 * A * val * val + B * val + log_ndtr_diff(standardize(lo, w, sd), standardize(hi, w, sd)))
             else:
                 terms.append(log_gaussian_window(A, B, val, lo, hi, w, s))
         terms = jnp.broadcast_arrays(*terms)
         return jax.nn.logsumexp(jnp.stack(terms), axis=0)
 
+    def hidden_free_entropy(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        """``I_hidden(A, V, rho) = E log Z``."""
+        return self.hidden_functions(A, V, rho, cfg)[0] + 0.5 * A * self.second_moment(rho)
+
+    def hidden_ahat(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        return self.hidden_functions(A, V, rho, cfg)[1]
+
+    def hidden_vhat(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        return self.hidden_functions(A, V, rho, cfg)[2]
+
     def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
-        """``(I_hidden, Ahat, Vhat)`` at ``(A, V, rho)``."""
-        s, y0, w, weight = self._teacher(V, rho, cfg)
+        """``(I_hidden - A rho_next/2, Ahat, Vhat)`` at ``(A, V, rho)``.
+
+        The free entropy is *reduced* by ``E[A t0^2/2] = A rho_next/2``, which the
+        potential cancels exactly against ``tA rho/2`` of the layer below; the full
+        value is :meth:`hidden_free_entropy`.
+        """
+        s, y0, w, weight = self._teacher(V, rho, cfg, A)
         xi, wxi = hermite_rule(cfg.hermite_xi)
         t0 = self.activation(y0)[..., None]
         A = jnp.asarray(A, dtype=jnp.float64)
@@ -151,6 +181,8 @@ class _Channel:
         dB = lambda b: jax.jvp(lambda x: f(x, w), (b,), (ones,))[1]
         d1, d2 = jax.jvp(dB, (B,), (ones,))
         logz, dw = jax.jvp(lambda x: f(B, x), (w,), (ones,))
+        # Reduced free entropy: log Z - A t0^2/2 (see hidden_free_entropy).
+        logz = logz - 0.5 * A * t0**2
         return jnp.sum(weight * logz), jnp.sum(weight * dw**2), jnp.sum(weight * d2)
 
 
@@ -182,7 +214,7 @@ class Linear(_Channel):
     def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
         s = V + self.noise
         return (
-            0.5 * A * (rho + self.noise) - 0.5 * jnp.log1p(A * s),
+            -0.5 * jnp.log1p(A * s),
             A / (1.0 + A * s),
             s / (1.0 + A * s),
         )
@@ -257,8 +289,8 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     (``B = A t0 + sqrt(A) xi``) is a kink of width ``1/(2 sqrt(A))`` that moves with
     ``w``. Each ``(y0, w)`` node gets its own kinked rule in ``xi``.
     """
-    s, y0, w, weight = channel._teacher(V, rho, cfg)
     A = jnp.asarray(A, dtype=jnp.float64)
+    s, y0, w, weight = channel._teacher(V, rho, cfg, A)
     sqrt_a = jnp.sqrt(A)
     t0 = jnp.broadcast_to(jnp.where(y0 > 0, 1.0, -1.0), w.shape)
     sd = jnp.sqrt(s)
@@ -274,7 +306,7 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
         B = A * t + sqrt_a * xi
         h = B + r
         logcosh = jnp.abs(h) + jnp.log1p(jnp.exp(-2.0 * jnp.abs(h)))
-        logz = -0.5 * A + base + logcosh
+        logz = -A + base + logcosh  # log Z - A t0^2/2 with t0^2 = 1
         sech2 = 1.0 - jnp.tanh(h) ** 2
         # d/dw log Z = base'(w) + tanh(h) r'(w)
         _, (dbase, dr) = jax.jvp(log_pair, (ww,), (jnp.ones_like(ww),))

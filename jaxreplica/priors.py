@@ -47,7 +47,12 @@ class _MixturePrior:
         return jax.nn.logsumexp(jnp.stack(terms), axis=0)
 
     def _teacher_average(self, A, cfg: QuadratureConfig):
-        """``E[log Z_0]`` and ``E[d^2 log Z_0/dB^2]`` over the teacher's ``B``.
+        """``E[log Z_0] - A rho/2`` and ``E[d^2 log Z_0/dB^2]`` over the teacher's ``B``.
+
+        The free entropy is returned *reduced* by its trivial part ``A rho/2``
+        (``log Z_0 = A x0^2/2 + log int dP(x) exp(-A (x - x0)^2/2 + sqrt(A) xi x)``): the
+        potential cancels that part against ``tA rho/2`` exactly, which keeps
+        entropies accurate when ``A`` reaches 1e8 (an input recovered almost exactly).
 
         A control variate keeps the free entropy accurate at small ``A``: ``log Z_N`` of
         the Normal prior with the same mean and variance is subtracted inside the
@@ -65,8 +70,8 @@ class _MixturePrior:
         d1 = lambda b: jax.jvp(lambda x: self.log_partition(A, x), (b,), (jnp.ones_like(b),))[1]
         # Exact teacher averages of the control variate (E B = A mu, E B^2 = A^2 rho + A).
         q = 1.0 + var * A
-        eb2 = A * A * self.second_moment() + A
-        f_mean = (2.0 * A * mu * mu - A * mu * mu + var * eb2) / (2.0 * q) - 0.5 * jnp.log(q)
+        # E log Z_N - A rho/2 = -log(q)/2: the O(A) part cancels analytically.
+        f_mean = -0.5 * jnp.log(q)
         d2_mean = 0.0
         points, widths = self._switches(A)
         for wc, mi, vi in zip(weights, m, v):
@@ -82,6 +87,10 @@ class _MixturePrior:
 
     def free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
         """``I_prior(A) = E log Z_0(A, A x0 + sqrt(A) xi)``."""
+        return self.reduced_free_entropy(A, cfg) + 0.5 * A * self.second_moment()
+
+    def reduced_free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
+        """``I_prior(A) - A rho/2`` (what the potential uses)."""
         return self._teacher_average(A, cfg)[0]
 
     def mmse(self, A, cfg: QuadratureConfig = DEFAULT):
@@ -89,7 +98,8 @@ class _MixturePrior:
         return self._teacher_average(A, cfg)[1]
 
     def free_entropy_and_mmse(self, A, cfg: QuadratureConfig = DEFAULT):
-        return self._teacher_average(A, cfg)
+        reduced, mmse = self._teacher_average(A, cfg)
+        return reduced + 0.5 * A * self.second_moment(), mmse
 
 
 @pytree
@@ -106,16 +116,16 @@ class Normal(_MixturePrior):
     def components(self):
         return (jnp.zeros(()),), (self.mean,), (self.var,)
 
-    def free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
-        """``A rho/2 - log(1 + A var)/2`` with ``rho = var + mean^2``."""
-        return 0.5 * A * self.second_moment() - 0.5 * jnp.log1p(A * self.var)
+    def reduced_free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
+        """``I_prior - A rho/2 = -log(1 + A var)/2`` (``rho = var + mean^2``)."""
+        return -0.5 * jnp.log1p(A * self.var)
 
     def mmse(self, A, cfg: QuadratureConfig = DEFAULT):
         """``1/(A + 1/var)``."""
         return self.var / (1.0 + A * self.var)
 
-    def free_entropy_and_mmse(self, A, cfg: QuadratureConfig = DEFAULT):
-        return self.free_entropy(A), self.mmse(A)
+    def _teacher_average(self, A, cfg: QuadratureConfig = DEFAULT):
+        return self.reduced_free_entropy(A), self.mmse(A)
 
 
 @pytree

@@ -59,11 +59,11 @@ class QuadratureConfig:
 
     bulk_segments: int = 12
     half_width: float = 10.0
-    grades: int = 11
-    grade_ratio: float = 4.0
+    grades: int = 14
+    grade_ratio: float = 3.0
     legendre: int = 6
     hermite_w: int = 12
-    hermite_xi: int = 16
+    hermite_xi: int = 32
     # The last layer's average is only two-dimensional: refine it twice as finely.
     output_grade_ratio: float = 2.0
     output_grades: int = 22
@@ -128,6 +128,16 @@ def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAUL
 BIG = 1e6  # standardized arguments are clipped here: Phi(-1e6) is an exact zero for us
 
 
+def standardize(bound, centre, sd):
+    """``(bound - centre)/sd``, with a static infinite ``bound`` mapped to ``+-BIG``.
+
+    Dividing an infinite bound by a traced ``sd`` would give a NaN derivative.
+    """
+    if isinstance(bound, (int, float)) and math.isinf(bound):
+        return jnp.full(jnp.shape(centre + sd), math.copysign(BIG, bound))
+    return (bound - centre) / sd
+
+
 def log_ndtr_diff(a, b):
     """``log(Phi(b) - Phi(a))`` for ``a <= b`` (infinite ends allowed), without cancellation.
 
@@ -160,5 +170,5 @@ def log_gaussian_window(A, B, g, lo, hi, mean, var):
     exponent = (2.0 * B * g * mean - A * g * g * mean * mean + var * B * B * g * g) / (2.0 * q)
     centre = (mean + var * B * g) / q
     post_sd = jnp.sqrt(jnp.maximum(var / q, 1e-300))
-    window = log_ndtr_diff((lo - centre) / post_sd, (hi - centre) / post_sd)
+    window = log_ndtr_diff(standardize(lo, centre, post_sd), standardize(hi, centre, post_sd))
     return exponent - 0.5 * jnp.log(q) + window

@@ -1,0 +1,104 @@
+"""The model: a prior and a list of ``(ensemble, channel)`` layers.
+
+``Chain`` is a pytree (numbers are leaves; the number of layers and the kind of each
+block are structure), so ``jit``, ``vmap`` over a batched leaf and ``grad`` with
+respect to a leaf all work on it. Its methods compute the moments and ratios of
+replica-math.md, section 1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+
+from jaxreplica._struct import concrete, pytree
+from jaxreplica.channels import _Channel
+from jaxreplica.ensembles import Empirical, Gaussian
+from jaxreplica.priors import _MixturePrior
+
+__all__ = ["Chain"]
+
+
+@pytree
+class Chain:
+    """``X ~ prior -> T_1 -> ... -> T_L`` with ``T_k = channel_k(W_k T_{k-1})``.
+
+    Args:
+      prior: ``Normal``, ``Bimodal`` or ``SpikeSlab``.
+      layers: sequence of ``(ensemble, channel)`` pairs; the last channel must carry
+        noise (``noise > 0``) for the entropy to be finite.
+    """
+
+    prior: _MixturePrior
+    layers: tuple
+
+    def __post_init__(self):
+        if not isinstance(self.prior, _MixturePrior):
+            raise ValueError(f"prior must be Normal, Bimodal or SpikeSlab (got {type(self.prior).__name__})")
+        layers = tuple(tuple(layer) for layer in self.layers)
+        if not layers:
+            raise ValueError("layers must not be empty: a chain needs at least one layer")
+        for k, layer in enumerate(layers):
+            if len(layer) != 2:
+                raise ValueError(f"layers[{k}] must be an (ensemble, channel) pair")
+            ens, ch = layer
+            if not isinstance(ens, (Gaussian, Empirical)):
+                raise ValueError(f"layers[{k}][0] must be Gaussian or Empirical (got {type(ens).__name__})")
+            if not isinstance(ch, _Channel):
+                raise ValueError(f"layers[{k}][1] must be a channel (got {type(ch).__name__})")
+        last_noise = concrete(layers[-1][1].noise)
+        if last_noise is not None and not (last_noise > 0).all():
+            raise ValueError("noise of the last layer must be positive: with zero noise the entropy is -infinity")
+        object.__setattr__(self, "layers", layers)
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
+    def ensembles(self):
+        return [e for e, _ in self.layers]
+
+    @property
+    def channels(self):
+        return [c for _, c in self.layers]
+
+    def alphas(self):
+        return [e.alpha for e in self.ensembles]
+
+    def cumulative_alphas(self):
+        """``[talpha_0, ..., talpha_L]`` with ``talpha_k = n_k/n_0``."""
+        out = [jnp.ones(())]
+        for a in self.alphas():
+            out.append(out[-1] * a)
+        return out
+
+    def moments(self):
+        """``(rho, trho)``: second moments of each layer's input and of its ``z = W t``."""
+        rho, trho = [self.prior.second_moment()], []
+        for ens, ch in self.layers:
+            trho.append(ens.mean_eigenvalue() * rho[-1] / ens.alpha)
+            rho.append(ch.second_moment(trho[-1]))
+        return rho[:-1], trho
+
+    def hidden_noiseless(self):
+        """True (as an array) when every layer but the last has zero noise."""
+        flags = [jnp.asarray(ch.noise) == 0 for ch in self.channels[:-1]]
+        out = jnp.array(True)
+        for f in flags:
+            out = out & f
+        return out
+
+    def truncated(self, depth: int, noise=None) -> "Chain":
+        """The chain cut after ``depth`` layers; its last channel's noise is replaced
+        by ``noise`` if given (see :func:`jaxreplica.solve_layers`)."""
+        layers = list(self.layers[:depth])
+        if noise is not None:
+            ens, ch = layers[-1]
+            layers[-1] = (ens, ch.replace(noise=noise))
+        return self.replace(layers=tuple(layers))
+
+
+def make_chain(prior, layers: Sequence) -> Chain:
+    return Chain(prior=prior, layers=tuple(layers))

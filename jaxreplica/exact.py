@@ -1,0 +1,75 @@
+"""Closed forms for linear chains with Gaussian input (replica-math.md, section 6).
+
+``Sigma_0 = rho I``, ``Sigma_k = W_k Sigma_{k-1} W_k^T + Delta_k I``: ``T_L`` is Gaussian and
+``H(T_L)/n_0 = log det(2 pi e Sigma_L) / (2 n_0)``, independent of the input's mean.
+The noise part ``N_0 = 0``, ``N_k = W_k N_{k-1} W_k^T + Delta_k I`` gives ``H(T_L | X)``
+and ``I(X; T_L) = H(T_L) - H(T_L | X)``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreplica._struct import check, pytree
+
+__all__ = ["GaussianChainValues", "gaussian_chain"]
+
+
+@pytree
+class GaussianChainValues:
+    """Per-layer values (shape ``(L,)``), per input unit, nats."""
+
+    entropy: jax.Array
+    conditional_entropy: jax.Array
+    mutual_information: jax.Array
+
+
+def _logdet(S):
+    return jnp.linalg.slogdet(S)[1]
+
+
+def gaussian_chain(weights: Sequence, noises: Sequence, prior_var=1.0) -> GaussianChainValues:
+    """Exact ``H(T_l)``, ``H(T_l | X)`` and ``I(X; T_l)`` of a linear Gaussian chain.
+
+    Same convention as :func:`jaxreplica.solve_layers`: the value for layer ``l`` is
+    measured with layer ``l``'s own noise if it is positive, else with the last
+    layer's noise.
+
+    Args:
+      weights: ``W_1, ..., W_L`` with ``W_k`` of shape ``(n_k, n_{k-1})``.
+      noises: ``Delta_1, ..., Delta_L`` (variance added at each layer).
+      prior_var: variance of the i.i.d. Gaussian input.
+    """
+    weights = [jnp.asarray(W, dtype=jnp.float64) for W in weights]
+    if not weights:
+        raise ValueError("weights must not be empty")
+    if len(noises) != len(weights):
+        raise ValueError(f"noises must have one entry per layer ({len(weights)}), got {len(noises)}")
+    for k, d in enumerate(noises):
+        check(f"noises[{k}]", d, nonnegative=True)
+    check("prior_var", prior_var, positive=True)
+    for k in range(1, len(weights)):
+        if weights[k].shape[1] != weights[k - 1].shape[0]:
+            raise ValueError(f"weights[{k}] has {weights[k].shape[1]} inputs but weights[{k-1}] has {weights[k-1].shape[0]} outputs")
+    n0 = weights[0].shape[1]
+    last = noises[-1]
+    check("noises[-1]", last, positive=True)
+    S = prior_var * jnp.eye(n0)
+    N = jnp.zeros((n0, n0))
+    H, Hc = [], []
+    for k, (W, d) in enumerate(zip(weights, noises)):
+        S = W @ S @ W.T
+        N = W @ N @ W.T
+        measured = jnp.where(jnp.asarray(d) > 0, d, last)
+        eye = jnp.eye(W.shape[0])
+        const = W.shape[0] * jnp.log(2.0 * jnp.pi * jnp.e)
+        H.append(0.5 * (const + _logdet(S + measured * eye)) / n0)
+        Hc.append(0.5 * (const + _logdet(N + measured * eye)) / n0)
+        S = S + d * eye
+        N = N + d * eye
+    H, Hc = jnp.stack(H), jnp.stack(Hc)
+    return GaussianChainValues(entropy=H, conditional_entropy=Hc, mutual_information=H - Hc)
