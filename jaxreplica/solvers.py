@@ -309,7 +309,7 @@ def solve(
     op, potential, converged, it, residual, phis = _core(
         chain, init, method, tol, int(max_iter), int(polish_steps), quadrature
     )
-    converged = converged & (residual < 1e-6)
+    converged = converged & (residual < 1e-4)
     mi_last = potential + noise_entropy(chain, quadrature)
     return Solution(
         entropy=potential,

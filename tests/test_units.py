@@ -1,0 +1,116 @@
+"""Scalar functions of priors and channels against the reference implementation."""
+
+import json
+
+import numpy as np
+import pytest
+
+import jaxreplica as jr
+from conftest import REFERENCE, load_reference
+from _chains import PRIORS, channel
+
+UNITS = json.loads((REFERENCE / "dnner_units.json").read_text()) if (REFERENCE / "dnner_units.json").exists() else {"priors": [], "outputs": [], "interfaces": []}
+
+# The reference's Bimodal mmse at A = 100 (about 2e-23) is off by 20%: its adaptive
+# quadrature misses the narrow peak of sech^2 at z = -sqrt(A). These values were
+# computed with mpmath (40 digits, the integral split at the peak).
+BIMODAL_MMSE_A100 = {0.5: 2.388383471271139737e-23, 0.3: 2.187072306780722091e-23}
+
+
+import jax
+
+# One compilation per block type (the blocks are pytrees, their numbers are traced).
+_prior_fns = jax.jit(lambda prior, A: prior.free_entropy_and_mmse(A))
+_output_fns = jax.jit(lambda ch, V, rho: ch.output_functions(V, rho))
+_hidden_fns = jax.jit(lambda ch, A, V, rho: (ch.hidden_free_entropy(A, V, rho),) + tuple(ch.hidden_functions(A, V, rho))[1:])
+
+
+def rel(a, b):
+    return abs(float(a) - b) / max(abs(b), 1e-300)
+
+
+@pytest.mark.parametrize("row", UNITS["priors"], ids=lambda r: f"{r['prior']}-{r['params']}-A{r['A']}")
+def test_prior(row):
+    prior = PRIORS[row["prior"]](row["params"])
+    fe, mmse = _prior_fns(prior, row["A"])
+    expected_fe = row["free_entropy"]
+    if row["prior"] == "normal" and row["params"]["mean"] != 0:
+        # Reference defect (replica-math.md, section 3): it adds mean^2/(2 var).
+        expected_fe -= row["params"]["mean"] ** 2 / (2 * row["params"]["var"])
+    expected_mmse = row["mmse"]
+    if row["prior"] == "bimodal" and row["A"] == 100.0:
+        expected_mmse = BIMODAL_MMSE_A100[row["params"]["prob"]]
+    assert rel(fe, expected_fe) < 1e-6
+    assert rel(mmse, expected_mmse) < 1e-6
+    assert rel(prior.second_moment(), row["rho"]) < 1e-12
+
+
+def test_normal_free_entropy_is_mean_independent():
+    a = jr.Normal(mean=0.0, var=2.0).free_entropy(3.0) - 1.5 * 2.0
+    b = jr.Normal(mean=0.7, var=2.0).free_entropy(3.0) - 1.5 * (2.0 + 0.49)
+    assert abs(float(a - b)) < 1e-14
+
+
+@pytest.mark.parametrize("row", UNITS["outputs"], ids=lambda r: f"{r['activation']}-{r['params']}-V{r['V']}-rho{r['rho']}")
+def test_output_channel(row):
+    ch = channel(row["activation"], row["params"])
+    fe, ahat = _output_fns(ch, row["V"], row["rho"])
+    assert rel(fe, row["free_entropy"]) < 1e-6
+    assert rel(ahat, row["A_hat"]) < 1e-6
+
+
+@pytest.mark.parametrize("row", UNITS["interfaces"], ids=lambda r: f"{r['activation']}-{r['params']}-A{r['A']}-V{r['V']}-rho{r['rho']}")
+def test_hidden_channel(row):
+    ch = channel(row["activation"], row["params"])
+    fe, ahat, vhat = _hidden_fns(ch, row["A"], row["V"], row["rho"])
+    assert rel(fe, row["free_entropy"]) < 1e-6
+    assert rel(ahat, row["A_hat"]) < 1e-6
+    if row["V_hat"] == 0.0:
+        assert abs(float(vhat)) < 1e-20
+    else:
+        assert rel(vhat, row["V_hat"]) < 1e-6
+    assert rel(ch.second_moment(row["rho"]), row["rho_next"]) < 1e-12
+
+
+def test_linear_channel_closed_forms_match_generic_quadrature():
+    """The Linear closed forms equal the generic piecewise quadrature (LeakyReLU of slope 1)."""
+    lin, leaky = jr.Linear(noise=0.01), jr.LeakyReLU(noise=0.01, slope=1.0)
+    for A, V, rho in [(2.0, 0.3, 1.0), (50.0, 0.05, 2.0)]:
+        a, b = lin.hidden_functions(A, V, rho), leaky.hidden_functions(A, V, rho)
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-8)
+        a, b = lin.output_functions(V, rho), leaky.output_functions(V, rho)
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-8)
+
+
+def test_nishimori_identities():
+    """Ahat = -2 d I_last/dV and Vhat = 2 d I_hidden/dA - rho_next: two forms of one derivative."""
+    import jax
+
+    ch = jr.HardTanh(noise=0.01)
+    dI = jax.grad(lambda V: ch.output_functions(V, 1.0)[0])(0.2)
+    assert rel(-2 * dI, float(ch.output_functions(0.2, 1.0)[1])) < 1e-7
+    dIA = jax.grad(lambda A: ch.hidden_free_entropy(A, 0.2, 1.0))(3.0)
+    rho_next = float(ch.second_moment(1.0))
+    # d I_hidden/dA = (rho_next - Vhat)/2
+    assert rel(rho_next - 2 * dIA, float(ch.hidden_functions(3.0, 0.2, 1.0)[2])) < 1e-6
+
+
+def test_bad_input_raises_with_parameter_name():
+    with pytest.raises(ValueError, match="var"):
+        jr.Normal(mean=0.0, var=-1.0)
+    with pytest.raises(ValueError, match="prob"):
+        jr.Bimodal(prob=1.2)
+    with pytest.raises(ValueError, match="noise"):
+        jr.ReLU(noise=float("nan"))
+    with pytest.raises(ValueError, match="alpha"):
+        jr.Gaussian(alpha=0.0)
+    with pytest.raises(ValueError, match="eigenvalues"):
+        jr.Empirical(eigenvalues=np.array([1.0, -2.0]), alpha=1.0)
+    with pytest.raises(ValueError, match="contradict alpha"):
+        jr.Empirical(eigenvalues=np.ones(10), alpha=0.5)
+    with pytest.raises(ValueError, match="layers"):
+        jr.Chain(prior=jr.Normal(), layers=[])
+    with pytest.raises(ValueError, match="noise of the last layer"):
+        jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.ReLU(noise=0.0))])
+    with pytest.raises(ValueError, match="method"):
+        jr.solve(jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.Linear(noise=0.1))]), method="newton")
