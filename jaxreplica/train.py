@@ -252,6 +252,8 @@ class Tracking:
             raise ValueError(f"tol must be positive, got {self.tol!r}")
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        if self.method not in ("vamp", "fixed_point"):
+            raise ValueError(f"method must be 'vamp' or 'fixed_point', got {self.method!r}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -122,6 +122,8 @@ def test_bad_training_input():
         jt.train(net, data, epochs=1, tracking=jt.Tracking(last_noise=0.0), progress=False)
     with pytest.raises(ValueError, match="layers"):
         jt.train(net, data, epochs=1, tracking=jt.Tracking(layers=4), progress=False)
+    with pytest.raises(ValueError, match="method"):
+        jt.train(net, data, epochs=1, tracking=jt.Tracking(method="newton"), progress=False)
     other = build_network([7, 4], ["linear"], seed=0)
     with pytest.raises(ValueError, match="network"):
         jt.train(other, data, epochs=1, progress=False)
