@@ -6,7 +6,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.scipy.special import digamma, gammaln
 
 from . import _blocks
@@ -41,13 +40,13 @@ def _knn_entropy(x: jax.Array, k: int, block_size: int | None, whiten: bool = Fa
         xb = x[rows]
         dist = _blocks.squared_distances(xb, x, sqnorm)
         dist = jnp.where(rows[:, None] == cols[None, :], jnp.inf, dist)  # not your own neighbour
-        _, nbr = lax.top_k(-dist, k)  # (block, k) nearest
         if d > _blocks.DIRECT_MAX_DIM:
             # The Gram form picks the neighbours; their distances are recomputed from
             # explicit differences so that close pairs keep full relative accuracy.
+            _, nbr = _blocks.smallest_k(dist, k)  # (block, k) nearest
             exact = jnp.sum(jnp.square(xb[:, None, :] - x[nbr]), axis=-1)
             return jnp.max(exact, axis=-1)
-        return jnp.take_along_axis(dist, nbr[:, -1:], axis=-1)[:, 0]
+        return _blocks.kth_smallest(dist, k)
 
     eps2 = _blocks.map_row_blocks(kth_sqdist, n, block)
     estimate = digamma(n) - digamma(k) + log_unit_ball_volume(d) + 0.5 * d * jnp.mean(jnp.log(eps2))
@@ -74,7 +73,7 @@ def knn_entropy(x, k: int = 3, *, whiten: bool = False, block_size: int | None =
         ``n = 4000`` for a covariance of condition number 16); whitening removes most
         of that.  Needs ``n > d`` and a non-singular sample covariance (static).
       block_size: rows per block of the pairwise computation (static); by default
-        chosen so that each block holds at most ``2^24`` distances.
+        chosen from a budget of ``2^19`` distances per block.
 
     Returns:
       Scalar entropy estimate of the ``d``-dimensional vector, in nats.
@@ -103,7 +102,7 @@ def _ksg(x: jax.Array, y: jax.Array, k: int, block_size: int | None) -> jax.Arra
         dx = jnp.where(self_mask, jnp.inf, _blocks.squared_distances(x[rows], x, xsq))
         dy = jnp.where(self_mask, jnp.inf, _blocks.squared_distances(y[rows], y, ysq))
         dz = jnp.maximum(dx, dy)  # max-norm in the joint space
-        eps2 = -lax.top_k(-dz, k)[0][:, -1]
+        eps2 = _blocks.kth_smallest(dz, k)
         nx = jnp.sum(dx < eps2[:, None], axis=-1)
         ny = jnp.sum(dy < eps2[:, None], axis=-1)
         return nx, ny

@@ -105,15 +105,14 @@ def _estimate(layers, x, noise, key, n_conditional, n_mc, n_mc_conditional, marg
         return _forward(layers, jnp.broadcast_to(xi, (n_conditional, x.shape[1])), std, k)
 
     keys = jax.random.split(key_cond, x.shape[0])
-    conditional = jax.lax.map(lambda args: conditional_parts(*args), (x, keys))  # list of (m, n_cond, d_l)
+    conditional = jax.vmap(conditional_parts)(x, keys)  # list of (m, n_cond, d_l)
 
     entropy, cond_entropy = [], []
     for l in range(n_layers):
         k_marg, k_cond = jax.random.split(jax.random.fold_in(key_mc, l))
         entropy.append(_smoothed_entropy(marginal[l], noise[l], k_marg, n_mc, None).value)
-        per_input = jax.lax.map(
-            lambda args: _smoothed_entropy(args[0], noise[l], args[1], n_mc_conditional, None).value,
-            (conditional[l], jax.random.split(k_cond, x.shape[0])),
+        per_input = jax.vmap(lambda c, k: _smoothed_entropy(c, noise[l], k, n_mc_conditional, None).value)(
+            conditional[l], jax.random.split(k_cond, x.shape[0])
         )
         cond_entropy.append(jnp.mean(per_input))
     entropy = jnp.stack(entropy)

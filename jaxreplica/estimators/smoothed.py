@@ -31,16 +31,17 @@ def _smoothed_entropy(
 ) -> MonteCarloEstimate:
     n, d = s.shape
     key_centres, key_noise = jax.random.split(key)
-    # Stratified draw of the mixture component: every centre used equally often
-    # (up to one), in random order.
-    centres = jax.random.permutation(key_centres, n)[jnp.arange(n_samples) % n]
+    # Stratified draw of the mixture component: every centre used equally often,
+    # up to one more for the centres after a random offset (unbiased on average).
+    offset = jax.random.randint(key_centres, (), 0, n)
+    centres = (offset + jnp.arange(n_samples)) % n
     sqnorm = jnp.sum(jnp.square(s), axis=-1)
     block = _blocks.block_rows(n_samples, n, d, block_size)
-    draw = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key_noise, i), (d,), s.dtype))
 
     def log_density_ratio(rows):
         sb = s[centres[rows]]
-        z = jnp.sqrt(noise_var) * draw(rows)  # one noise draw per Monte Carlo row
+        # Noise of a block from a key folded with the block's first row.
+        z = jnp.sqrt(noise_var) * jax.random.normal(jax.random.fold_in(key_noise, rows[0]), sb.shape, s.dtype)
         # |s_i + z - s_j|^2 - |z|^2 = |s_i - s_j|^2 + 2 z.(s_i - s_j)
         a = _blocks.squared_distances(sb, s, sqnorm) + 2.0 * (jnp.sum(z * sb, axis=-1)[:, None] - z @ s.T)
         # log N(z; 0, s2) - log p(s_i + z)
@@ -73,8 +74,8 @@ def smoothed_entropy(
     with ``i`` uniform, ``z ~ N(0, s2 I)``: that is ``h(Z) + E[log N(z) - log p(s_i + z)]``,
     the noise entropy taken exactly (a control variate), which leaves a Monte Carlo
     term bounded by ``log n`` from above whose variance vanishes when the centres are
-    well separated.  Components are drawn stratified (each centre ``n_samples / n``
-    times, in random order).  Its statistical error as an estimator of ``h(P * N)`` is
+    well separated.  Components are drawn stratified (each centre ``floor(n_samples / n)``
+    or one more time, from a random offset).  Its statistical error as an estimator of ``h(P * N)`` is
     at most ``c^d / sqrt(n)`` over sub-Gaussian ``P`` (Goldfeld, Greenewald,
     Polyanskiy, Weed 2019); ``I(X; T) = h(T) - h(T | X)``.
 
