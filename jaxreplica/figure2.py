@@ -1,0 +1,256 @@
+"""The paper's Figure 2: replica entropies against sample-based estimators.
+
+Two layers of width ``n`` (default 1000), ``x ~ N(0, I_n)``, weights ``sigma W_k`` where
+``W_k`` has i.i.d. ``N(0, 1/n)`` entries, drawn once per seed at ``sigma = 1`` (NumPy's
+legacy generator seeded with ``seed``: two ``randn(n, n)/sqrt(n)`` matrices, the
+reference's demo draw for ``seed = 42``, ``n = 1000``) and scaled by ``sigma``.
+Gaussian noise of variance ``noise`` (default ``1e-5``) enters before the measured
+layer's activation; the hidden layer is noiseless:
+
+``T_1 = phi(sigma W_1 x + xi_1)``,  ``T_2 = phi(sigma W_2 phi(sigma W_1 x) + xi_2)``.
+
+For every activation (linear, hardtanh, ReLU) and ``sigma`` it computes, per input
+unit (``H / n_0``, nats):
+
+* ``replica``: ``jr.solve_layers`` of the chain with the empirical spectra of
+  ``sigma W_k``, shape ``(2,)`` (each truncated chain carries the last noise);
+* ``exact`` (linear only): the log-determinant ``jr.exact.gaussian_chain``;
+* ``knn``: Kozachenko-Leonenko on ``n_samples`` samples of ``T_l``;
+* ``pairwise``: the KL pairwise bound of the mixture with variance ``noise`` centred
+  on the noisy samples of ``T_l`` (the sample estimator of the paper);
+* ``pairwise_parametric``: the same bound centred on the deterministic part
+  ``phi(sigma W ...)`` with the noise variance added (exact model for linear);
+* ``linear_approx`` (hardtanh): the exact entropies of the linear network with the
+  same weights; ``half_linear_approx`` (ReLU): half of them.
+
+Sample estimators give the total differential entropy of the ``n``-dimensional
+vector; it is divided by ``n_0 = n``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxreplica as jr
+from jaxreplica import estimators as est
+
+ACTIVATIONS = ("linear", "hardtanh", "relu")
+DEFAULT_SIGMAS = tuple(float(s) for s in np.logspace(-1, 1, 9))
+
+_FUNCTIONS = {
+    "linear": lambda z: z,
+    "hardtanh": lambda z: jnp.clip(z, -1.0, 1.0),
+    "relu": lambda z: jnp.maximum(z, 0.0),
+}
+_CHANNELS = {"linear": jr.Linear, "hardtanh": jr.HardTanh, "relu": jr.ReLU}
+
+
+def draw_weights(width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``W_1, W_2`` of shape ``(width, width)``, entries ``N(0, 1/width)``, at ``sigma = 1``."""
+    rng = np.random.RandomState(seed)
+    return tuple(rng.randn(width, width) / np.sqrt(width) for _ in range(2))
+
+
+def figure2_chain(activation: str, eig1, eig2, sigma, noise: float) -> jr.Chain:
+    """The two-layer chain with spectra ``sigma^2 eig_k``, noiseless hidden layer."""
+    channel = _CHANNELS[activation]
+    return jr.Chain(
+        prior=jr.Normal(mean=0.0, var=1.0),
+        layers=[
+            (jr.Empirical(eigenvalues=eig1 * sigma**2, alpha=1.0), channel(noise=0.0)),
+            (jr.Empirical(eigenvalues=eig2 * sigma**2, alpha=1.0), channel(noise=noise)),
+        ],
+    )
+
+
+def _replica(activation, eig1, eig2, sigmas, noise, method):
+    def one(sigma):
+        lay = jr.solve_layers(figure2_chain(activation, eig1, eig2, sigma, noise), method)
+        return lay.entropy, lay.converged
+
+    entropy, converged = jax.jit(jax.vmap(one))(jnp.asarray(sigmas))
+    return np.asarray(entropy), np.asarray(converged)
+
+
+def _exact_linear(w1, w2, sigmas, noise):
+    rows = []
+    for s in sigmas:
+        rows.append(np.asarray(jr.exact.gaussian_chain(weights=[s * w1, s * w2], noises=[0.0, noise], prior_var=1.0).entropy))
+    return np.stack(rows)
+
+
+@jax.jit
+def _layer_samples(x, w1, w2, sigma, xi1, xi2, kind: int):
+    """Noisy samples and deterministic parts of ``T_1`` and ``T_2`` (kind indexes ``ACTIVATIONS``)."""
+    phi = lambda z: jax.lax.switch(kind, [_FUNCTIONS[a] for a in ACTIVATIONS], z)
+    z1 = sigma * x @ w1.T
+    hidden = phi(z1)
+    z2 = sigma * hidden @ w2.T
+    return (phi(z1 + xi1), phi(z2 + xi2)), (hidden, phi(z2))
+
+
+def compute_figure2(
+    width: int = 1000,
+    sigmas: Sequence[float] = DEFAULT_SIGMAS,
+    n_samples: int = 1000,
+    noise: float = 1e-5,
+    seed: int = 42,
+    activations: Sequence[str] = ACTIVATIONS,
+    k: int = 3,
+    method: str = "vamp",
+    progress: bool = True,
+) -> dict:
+    """All the curves of Figure 2 (see the module docstring), per input unit, in nats.
+
+    Returns a dict with ``sigmas`` (shape ``(S,)``), settings, ``seconds`` (wall time of
+    each part) and ``curves[activation]``: a dict of arrays of shape ``(S, 2)``
+    (columns ``T_1``, ``T_2``) named ``replica``, ``replica_converged``, ``knn``,
+    ``pairwise``, ``pairwise_parametric`` and, by activation, ``exact`` (linear),
+    ``linear_approx`` (hardtanh), ``half_linear_approx`` (ReLU).
+    """
+    from tqdm.auto import tqdm
+
+    for name in activations:
+        if name not in ACTIVATIONS:
+            raise ValueError(f"activations: unknown activation {name!r} (choose from {list(ACTIVATIONS)})")
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    if sigmas.ndim != 1 or sigmas.size == 0 or not np.all(sigmas > 0):
+        raise ValueError(f"sigmas must be a non-empty list of positive numbers; got {sigmas!r}")
+    if width < 2:
+        raise ValueError(f"width must be at least 2; got {width}")
+    if n_samples <= k:
+        raise ValueError(f"n_samples must exceed k = {k}; got {n_samples}")
+    if not noise > 0:
+        raise ValueError(f"noise must be positive; got {noise}")
+
+    seconds = {"weights_and_spectra": 0.0, "replica": 0.0, "exact": 0.0, "samples": 0.0, "knn": 0.0, "pairwise": 0.0}
+    t0 = time.perf_counter()
+    w1, w2 = draw_weights(width, seed)
+    eig1 = np.clip(np.linalg.eigvalsh(w1.T @ w1), 0.0, None)
+    eig2 = np.clip(np.linalg.eigvalsh(w2.T @ w2), 0.0, None)
+    seconds["weights_and_spectra"] = time.perf_counter() - t0
+
+    key_x, key_1, key_2 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    x = jax.random.normal(key_x, (n_samples, width))
+    xi1 = jnp.sqrt(noise) * jax.random.normal(key_1, (n_samples, width))
+    xi2 = jnp.sqrt(noise) * jax.random.normal(key_2, (n_samples, width))
+    w1j, w2j = jnp.asarray(w1), jnp.asarray(w2)
+
+    n0 = float(width)
+    exact_linear = None
+    curves = {}
+    steps = len(activations) * (1 + len(sigmas))
+    bar = tqdm(total=steps, desc="figure2", disable=not progress)
+    for name in activations:
+        bar.set_postfix_str(f"{name}: replica")
+        t = time.perf_counter()
+        replica, converged = _replica(name, eig1, eig2, sigmas, noise, method)
+        seconds["replica"] += time.perf_counter() - t
+        bar.update(1)
+        curve = {"replica": replica, "replica_converged": converged}
+        if name in ("linear", "hardtanh", "relu") and exact_linear is None:
+            t = time.perf_counter()
+            exact_linear = _exact_linear(w1, w2, sigmas, noise)
+            seconds["exact"] += time.perf_counter() - t
+        if name == "linear":
+            curve["exact"] = exact_linear
+        elif name == "hardtanh":
+            curve["linear_approx"] = exact_linear
+        elif name == "relu":
+            curve["half_linear_approx"] = 0.5 * exact_linear
+        knn = np.zeros((len(sigmas), 2))
+        pairwise = np.zeros((len(sigmas), 2))
+        parametric = np.zeros((len(sigmas), 2))
+        for i, sigma in enumerate(sigmas):
+            bar.set_postfix_str(f"{name}: sigma={sigma:.3g}")
+            t = time.perf_counter()
+            noisy, clean = _layer_samples(x, w1j, w2j, sigma, xi1, xi2, ACTIVATIONS.index(name))
+            jax.block_until_ready(noisy)
+            seconds["samples"] += time.perf_counter() - t
+            for l in range(2):
+                t = time.perf_counter()
+                knn[i, l] = float(est.knn_entropy(noisy[l], k=k)) / n0
+                seconds["knn"] += time.perf_counter() - t
+                t = time.perf_counter()
+                pairwise[i, l] = float(est.pairwise_entropy_bound(noisy[l], noise)) / n0
+                parametric[i, l] = float(est.pairwise_entropy_bound(clean[l], noise)) / n0
+                seconds["pairwise"] += time.perf_counter() - t
+            bar.update(1)
+        curve.update(knn=knn, pairwise=pairwise, pairwise_parametric=parametric)
+        curves[name] = curve
+    bar.close()
+    seconds["total"] = time.perf_counter() - t0
+    return {
+        "sigmas": sigmas,
+        "width": width,
+        "n_samples": n_samples,
+        "noise": noise,
+        "seed": seed,
+        "k": k,
+        "method": method,
+        "curves": curves,
+        "seconds": seconds,
+    }
+
+
+_STYLES = {
+    "replica": dict(ls="-", marker="", lw=2.0, label="replica"),
+    "exact": dict(ls="--", marker="", lw=1.5, label="exact"),
+    "linear_approx": dict(ls="--", marker="", lw=1.2, label="linear approx"),
+    "half_linear_approx": dict(ls="--", marker="", lw=1.2, label="1/2 linear approx"),
+    "knn": dict(ls="", marker="o", ms=4, label="k-NN (Kraskov)"),
+    "pairwise": dict(ls="", marker="s", ms=4, mfc="none", label="pairwise KL (Kolchinsky)"),
+    "pairwise_parametric": dict(ls="", marker="^", ms=4, mfc="none", label="pairwise KL, parametric"),
+}
+
+
+def plot_figure2(result: dict, path) -> None:
+    """Draw the curves of :func:`compute_figure2` (one column per activation) to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = list(result["curves"])
+    sigmas = np.asarray(result["sigmas"])
+    fig, axes = plt.subplots(2, len(names), figsize=(4.4 * len(names), 6.4), squeeze=False, sharex=True)
+    for col, name in enumerate(names):
+        curve = result["curves"][name]
+        for row in range(2):
+            ax = axes[row][col]
+            for key, style in _STYLES.items():
+                if key in curve:
+                    ax.semilogx(sigmas, np.asarray(curve[key])[:, row], color=f"C{list(_STYLES).index(key)}", **style)
+            ax.set_title(f"{name}: $H(T_{row + 1})/n_0$")
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel(r"weight scale $\sigma$")
+        axes[0][col].legend(fontsize=7)
+    axes[0][0].set_ylabel("nats per input unit")
+    axes[1][0].set_ylabel("nats per input unit")
+    fig.suptitle(
+        f"Figure 2: width {result['width']}, {result['n_samples']} samples, noise {result['noise']:g} before the last activation"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def to_json(result: dict) -> dict:
+    """``result`` with arrays turned into (nested) lists."""
+
+    def convert(v):
+        if isinstance(v, dict):
+            return {k: convert(u) for k, u in v.items()}
+        if isinstance(v, (np.ndarray, jax.Array)):
+            return np.asarray(v).tolist()
+        if isinstance(v, (np.floating, np.integer, np.bool_)):
+            return v.item()
+        return v
+
+    return convert(result)
