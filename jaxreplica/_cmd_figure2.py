@@ -44,7 +44,8 @@ def run(args) -> int:
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cols = ["replica", "exact", "linear_approx", "half_linear_approx", "knn", "pairwise", "pairwise_parametric"]
+    cols = ["replica", "exact", "linear_approx", "half_linear_approx", "knn", "pairwise", "pairwise_parametric",
+            "pairwise_noise_kernel"]
     for name, curve in result["curves"].items():
         present = [c for c in cols if c in curve]
         print(f"\n{name}: entropy per input unit (nats), columns T_1 | T_2")

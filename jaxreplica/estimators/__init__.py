@@ -3,7 +3,9 @@
 * :func:`knn_entropy` -- Kozachenko-Leonenko k-nearest-neighbour entropy;
 * :func:`ksg_mutual_information` -- Kraskov-Stoegbauer-Grassberger mutual information;
 * :func:`pairwise_entropy_bound`, :func:`bhattacharyya_entropy_bound`,
-  :func:`pairwise_entropy_bounds` -- Kolchinsky-Tracey bounds on a Gaussian-mixture entropy;
+  :func:`pairwise_entropy_bounds` -- Kolchinsky-Tracey bounds on a Gaussian-mixture entropy,
+  and :func:`fit_mixture_variance` -- the leave-one-out maximum-likelihood variance of
+  such a mixture fit to samples;
 * :func:`smoothed_entropy` -- Gaussian-smoothed plug-in ``h(P_n * N)`` by Monte Carlo;
 * :func:`noisy_network_information` -- ``I(X; T_l)`` of every layer of a noisy network;
 * :func:`binned_entropy` -- discrete entropy of the joint bin code;
@@ -21,16 +23,25 @@ from .awgn import discrete_awgn_mutual_information
 from .binning import binned_entropy
 from .knn import knn_entropy, ksg_mutual_information
 from .noisy import LayerInformation, noisy_network_information
-from .pairwise import EntropyBounds, bhattacharyya_entropy_bound, pairwise_entropy_bound, pairwise_entropy_bounds
+from .pairwise import (
+    EntropyBounds,
+    MixtureVarianceFit,
+    bhattacharyya_entropy_bound,
+    fit_mixture_variance,
+    pairwise_entropy_bound,
+    pairwise_entropy_bounds,
+)
 from .smoothed import MonteCarloEstimate, gaussian_entropy, smoothed_entropy
 
 __all__ = [
     "EntropyBounds",
     "LayerInformation",
+    "MixtureVarianceFit",
     "MonteCarloEstimate",
     "bhattacharyya_entropy_bound",
     "binned_entropy",
     "discrete_awgn_mutual_information",
+    "fit_mixture_variance",
     "gaussian_entropy",
     "knn_entropy",
     "ksg_mutual_information",
