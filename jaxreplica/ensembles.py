@@ -117,7 +117,7 @@ class Empirical:
     def _positive(self):
         lam = self.eigenvalues
         mask = lam > ZERO_RELATIVE * jnp.max(lam)
-        return lam, mask, 1.0 - jnp.mean(mask)
+        return lam, mask, 1.0 - jnp.mean(mask.astype(lam.dtype))  # bool mean is float32
 
     def mean_eigenvalue(self):
         return jnp.mean(self.eigenvalues)
