@@ -19,18 +19,56 @@ def add_arguments(p):
     p.add_argument("--method", choices=["vamp", "fixed_point"], default="vamp")
     p.add_argument("--out", default="sweep_out", help="output folder for sweep.csv, sweep.json and sweep.png")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--devices", default=None,
+                   help="split the sigmas over devices: 'all' or a number N (the first N); default: one jitted vmap "
+                        "on the default device")
+    g = p.add_argument_group("multi-host (with --devices; run the same command on every process)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0, passed to jax.distributed.initialize")
+    g.add_argument("--num-processes", type=int, default=None, help="number of processes taking part")
+    g.add_argument("--process-id", type=int, default=None, help="this process's index, 0..num-processes-1")
+
+
+def _initialize_distributed(args) -> None:
+    """``jax.distributed.initialize`` from the multi-host flags (before any computation)."""
+    given = [args.coordinator is not None, args.num_processes is not None, args.process_id is not None]
+    if not any(given):
+        return
+    if not all(given):
+        raise SystemExit("--coordinator, --num-processes and --process-id go together")
+    if args.devices is None:
+        raise SystemExit("multi-host sweeps need --devices (e.g. --devices all)")
+    import jax
+
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id)
 
 
 def run(args) -> int:
+    _initialize_distributed(args)
+    import jax
+
+    from jaxreplica.sharding import parse_devices
     from jaxreplica.sweeps import DEFAULT_SIGMAS, plot_sweep, run_sweep
 
     sigmas = DEFAULT_SIGMAS if args.sigmas is None else [float(s) for s in args.sigmas.split(",") if s.strip()]
     if args.width < 1:
         raise SystemExit("--width must be a positive integer")
+    try:
+        devices = parse_devices(args.devices)
+    except ValueError as err:
+        raise SystemExit(f"--devices: {err}") from None
     acts = [a.strip() for a in args.activations.split(",") if a.strip()]
     start = time.perf_counter()
-    result = run_sweep(acts, sigmas, args.width, args.noise, args.seed, args.method, progress=not args.no_progress)
+    result = run_sweep(acts, sigmas, args.width, args.noise, args.seed, args.method, progress=not args.no_progress,
+                       devices=devices)
     result["seconds_total"] = time.perf_counter() - start
+    if "devices" in result:
+        print(f"devices: {len(result['devices'])} ({', '.join(result['devices'])}) in {result['processes']} "
+              f"process(es); this is process {jax.process_index()}")
+    if jax.process_index() != 0:  # every process has every value; process 0 writes them
+        print(f"process {jax.process_index()}: done; process 0 writes the files")
+        return 0
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{'activation':<11} {'sigma':>8} {'H(T_1)':>12} {'H(T_2)':>12} {'I(X;T_2)':>12} conv")

@@ -72,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--info-penalty", action="append", default=[], metavar="LAYER:BETA",
                         help="(planned, issue 7) add BETA * I(X; T_LAYER) to the loss; not available yet")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--devices", default=None,
+                        help="data-parallel training: split every batch over 'all' devices or the first N "
+                             "(the batch size must be a multiple of their number); tracking stays on one device")
 
 
 def _parse_penalty(spec: str) -> tuple[int, float]:
@@ -152,6 +155,7 @@ def save_plots(history, out: pathlib.Path) -> list[pathlib.Path]:
 
 
 def _run_one(args, out: pathlib.Path, init_scale: float = 1.0) -> dict:
+    from .sharding import parse_devices
     from .train import Tracking, train
 
     net, data, defaults = build(args.preset, width=args.width, scale=args.scale, seed=args.seed,
@@ -169,7 +173,7 @@ def _run_one(args, out: pathlib.Path, init_scale: float = 1.0) -> dict:
                         last_noise=args.last_noise, tol=defaults["tol"] if args.tol is None else args.tol)
     t0 = time.perf_counter()
     _, hist = train(net, data, epochs=epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
-                    tracking=tracking, progress=not args.no_progress,
+                    tracking=tracking, progress=not args.no_progress, devices=parse_devices(args.devices),
                     config={"preset": {"name": args.preset, "width": args.width, "scale": args.scale,
                                        "init_scale": init_scale, "dtype": args.dtype}})
     seconds = time.perf_counter() - t0
@@ -211,6 +215,14 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 0:
         print("jaxreplica train: --epochs must be non-negative", file=sys.stderr)
         return 2
+    if args.devices is not None:
+        from .sharding import parse_devices
+
+        try:
+            parse_devices(args.devices)
+        except ValueError as err:
+            print(f"jaxreplica train: --devices: {err}", file=sys.stderr)
+            return 2
     out: pathlib.Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     if args.preset == "figure5":

@@ -4,7 +4,8 @@ Two layers of width ``n`` with ``x ~ N(0, I)``, weights ``sigma W_k`` where ``W_
 i.i.d. ``N(0, 1/n)`` entries (the reference's demo draw: NumPy's legacy generator
 seeded with ``seed``, two ``randn(n, n)/sqrt(n)`` matrices), noise ``noise`` before the
 last activation, no noise on the hidden layer. One compiled ``vmap`` over ``sigma``
-per activation.
+per activation; with ``devices`` the sigmas are split over devices
+(:func:`jaxreplica.sharding.solve_layers_batched`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
 
     Returns a dict with ``sigmas`` and, per activation, arrays ``H1, H2, I1, I2``,
     ``converged`` and the wall time of that activation (compilation included).
+
+    ``devices=None`` (default) runs one jitted ``vmap`` over the sigmas on the default
+    device. ``devices="all"``, an ``int`` or a list of ``jax.Device`` builds one chain per
+    sigma (concrete spectra), stacks them and solves them with
+    :func:`jaxreplica.sharding.solve_layers_batched`, the sigmas split over those
+    devices (every process's, when ``jax.distributed`` is initialized); the result
+    then also records ``devices`` (``"platform:id"`` in mesh order) and ``processes``.
     """
     from tqdm.auto import tqdm
 
@@ -58,16 +66,30 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
         raise ValueError(f"noise must be positive (got {noise})")
     eig1, eig2 = demo_spectra(width, seed)
     out = {"sigmas": sig.tolist(), "width": width, "noise": noise, "seed": seed, "method": method, "curves": {}}
+    mesh = None
+    if devices is not None:
+        from jaxreplica.sharding import batch_mesh, describe_mesh
+
+        mesh = batch_mesh(devices)
+        out["devices"] = describe_mesh(mesh)
+        out["processes"] = jax.process_count()
     bar = tqdm(activations, desc="sweep", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()
 
-        def one(s):
-            lay = jr.solve_layers(figure2_chain(name, eig1, eig2, s, noise), method)
-            return lay.entropy, lay.mutual_information, lay.converged
+        if mesh is None:
+            def one(s):
+                lay = jr.solve_layers(figure2_chain(name, eig1, eig2, s, noise), method)
+                return lay.entropy, lay.mutual_information, lay.converged
 
-        H, I, conv = jax.jit(jax.vmap(one))(jnp.asarray(sig))
+            H, I, conv = jax.jit(jax.vmap(one))(jnp.asarray(sig))
+        else:
+            from jaxreplica.sharding import solve_layers_batched, stack_chains
+
+            chains = stack_chains([figure2_chain(name, eig1, eig2, float(s), noise) for s in sig])
+            lay = solve_layers_batched(chains, mesh=mesh, method=method)
+            H, I, conv = lay.entropy, lay.mutual_information, lay.converged
         H = np.asarray(jax.block_until_ready(H))
         out["curves"][name] = {
             "H1": H[:, 0].tolist(), "H2": H[:, 1].tolist(),

@@ -12,7 +12,9 @@ of USV layers). That shape leaves room for
   (``penalty(params) -> scalar`` is added to the loss; an information penalty on
   the USV ``S`` through the replica formula is the intended use), and
 * sharding the batch over devices (the batch enters the step as an argument;
-  nothing in the step depends on its size).
+  nothing in the step depends on its size): ``train(..., devices="all")`` (or
+  ``data_parallel=True``) uses :func:`make_data_parallel_step`, see the
+  "data parallelism" section below.
 
 Defaults are the original experiments' (``lsd`` example scripts): plain SGD with a
 constant learning rate ``0.01``, batch 50 (regression) or 100 (classification),
@@ -74,6 +76,7 @@ __all__ = [
     "exact_linear_information",
     "make_epoch",
     "make_step",
+    "make_data_parallel_step",
     "loss_function",
 ]
 
@@ -513,6 +516,75 @@ def _json(obj):
     return str(obj)
 
 
+# --------------------------------------------------------------------------- data parallelism
+#
+# Issue 8. Selected by ``train(..., devices=...)`` / ``data_parallel=True``; with neither,
+# nothing below is used and training runs exactly as before on the default device.
+
+
+def make_data_parallel_step(graphdef, tx: optax.GradientTransformation, loss: str, mesh,
+                            penalty: Callable[[nnx.State], jax.Array] | None = None):
+    """:func:`make_step` with each batch split over the devices of a 1-D ``mesh``.
+
+    The parameters (and optimizer state) are replicated; each of the ``D`` devices
+    computes the mean loss of its ``batch/D`` samples, ``lax.pmean`` averages those
+    over the devices inside a ``jax.shard_map``, and the gradient of that mean (the
+    mean of the devices' gradients, all-reduced by XLA) updates every replica the
+    same way. The objective is the one of :func:`make_step` (the mean over the whole
+    batch, plus ``penalty(params)``, computed replicated), so the trajectory equals
+    the single-device one up to the order of the floating-point sums. The batch size
+    must be a multiple of ``D``.
+    """
+    from jax.sharding import PartitionSpec as P
+
+    per_sample = loss_function(loss)
+    axis = mesh.axis_names[0]
+
+    def shard_loss(params, frozen, x, y):
+        model = nnx.merge(graphdef, params, frozen)
+        return jax.lax.pmean(jnp.mean(per_sample(model.logits(x), y)), axis)
+
+    data_loss = jax.shard_map(shard_loss, mesh=mesh, in_specs=(P(), P(), P(axis), P(axis)), out_specs=P())
+
+    def objective(params, frozen, x, y):
+        value = data_loss(params, frozen, x, y)
+        if penalty is not None:
+            value = value + penalty(params)
+        return value
+
+    def step(params, opt_state, frozen, x, y):
+        value, grads = jax.value_and_grad(objective)(params, frozen, x, y)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return step
+
+
+class _DataParallel:
+    """Where a data-parallel run keeps its arrays: replicated on ``mesh`` for the
+    epochs, copied to one device for evaluation and tracking (which stay there)."""
+
+    def __init__(self, devices, batch_size: int):
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        from .sharding import batch_mesh, describe_mesh
+
+        self.mesh = batch_mesh("all" if devices is None else devices)
+        self.n = int(self.mesh.devices.size)
+        if batch_size % self.n:
+            raise ValueError(f"batch_size {batch_size} must be a multiple of the number of devices ({self.n}) "
+                             "for data-parallel training")
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.home = self.mesh.devices.flat[0]
+        self.names = describe_mesh(self.mesh)
+
+    def replicate(self, tree):
+        return jax.device_put(tree, self.replicated)
+
+    def local(self, tree):
+        return jax.device_put(tree, self.home)
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -531,7 +603,7 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
           optimizer: optax.GradientTransformation | None = None, batch_size: int | None = None,
           loss: str | None = None, seed: int = 0, tracking: Tracking | None = None,
           penalty: Callable[[nnx.State], jax.Array] | None = None, progress: bool = True,
-          config: dict | None = None) -> tuple[Network, History]:
+          config: dict | None = None, data_parallel: bool = False, devices=None) -> tuple[Network, History]:
     """Train ``network`` on ``data`` and track ``H(T_l)``, ``I(X; T_l)`` of its first layers.
 
     ``optimizer`` (any optax transformation) defaults to ``optax.sgd(learning_rate)``;
@@ -540,6 +612,11 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
     (:class:`Tracking`, default ``Tracking()``; ``Tracking(every=0)`` switches it
     off); ``penalty(params)`` is added to the loss inside the jitted step.
     The network is updated in place and returned with the :class:`History`.
+
+    Data parallelism: ``devices`` (``"all"``, an ``int`` N for the first N, or a list of
+    ``jax.Device``) or ``data_parallel=True`` (all devices) splits every batch over
+    those devices (:func:`make_data_parallel_step`; ``batch_size`` must be a multiple
+    of their number). Evaluation and the tracking solves stay on one device.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -563,7 +640,16 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
 
     graphdef, params, frozen = nnx.split(network, nnx.Param, ...)
     opt_state = optimizer.init(params)
-    epoch_fn = make_epoch(make_step(graphdef, optimizer, loss, penalty), batch_size)
+    dp = _DataParallel(devices, batch_size) if (data_parallel or devices is not None) else None
+    if dp is None:
+        epoch_fn = make_epoch(make_step(graphdef, optimizer, loss, penalty), batch_size)
+        x_fit, y_fit = data.x_train, data.y_train
+    else:
+        epoch_fn = make_epoch(make_data_parallel_step(graphdef, optimizer, loss, dp.mesh, penalty), batch_size)
+        params, opt_state, frozen_fit = dp.replicate((params, opt_state, frozen))
+        x_fit, y_fit = dp.replicate((data.x_train, data.y_train))
+    # the parameters as evaluation and tracking see them (on one device)
+    current = (lambda: params) if dp is None else (lambda: dp.local(params))
     evaluate = _make_evaluate(graphdef, loss, classification)
 
     tracker = None
@@ -587,8 +673,9 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
     failures: list[tuple[int, int, str]] = []
 
     def record_eval(batch_loss, seconds):
-        tl, ta = evaluate(params, frozen, data.x_train, data.y_train)
-        vl, va = evaluate(params, frozen, data.x_test, data.y_test)
+        p = current()
+        tl, ta = evaluate(p, frozen, data.x_train, data.y_train)
+        vl, va = evaluate(p, frozen, data.x_test, data.y_test)
         rec["train_loss"].append(tl)
         rec["test_loss"].append(vl)
         rec["train_accuracy"].append(ta)
@@ -597,7 +684,7 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
         rec["epoch_seconds"].append(seconds)
 
     def record_tracking(e):
-        nnx.update(network, params)
+        nnx.update(network, current())
         t0 = time.perf_counter()
         spectra = [np.asarray(s, np.float64) for s in network.spectra(range(1, m + 1))]
         h, mi, conv, iters, fails = tracker.step(spectra)
@@ -631,7 +718,8 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
     for e in range(1, epochs + 1):
         key, sub = jax.random.split(key)
         t0 = time.perf_counter()
-        params, opt_state, batch_loss = epoch_fn(params, opt_state, frozen, sub, data.x_train, data.y_train)
+        params, opt_state, batch_loss = epoch_fn(params, opt_state, frozen if dp is None else frozen_fit, sub,
+                                                 x_fit, y_fit)
         batch_loss = float(batch_loss)
         seconds = time.perf_counter() - t0
         record_eval(batch_loss, seconds)
@@ -647,7 +735,7 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
             bar.update(1)
     if bar is not None:
         bar.close()
-    nnx.update(network, params)
+    nnx.update(network, current())
 
     arr = lambda k: np.asarray(rec[k], dtype=np.float64)  # noqa: E731
     hist = History(
@@ -678,6 +766,7 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
                     "usv": list(network.usv), "scales": list(network.scales)},
         "training": {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "loss": loss,
                      "seed": seed, "optimizer": optimizer_name,
+                     "devices": None if dp is None else dp.names,
                      "penalty": penalty is not None},
         "tracking": {**dataclasses.asdict(tracking), "layers": m, "exact": exact,
                      "generative": [{"alpha": g.alpha, "activation": g.activation, "noise": g.noise}
