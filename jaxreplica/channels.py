@@ -48,6 +48,7 @@ from jaxreplica.quadrature import (
     log_gaussian_window,
     log_ndtr_diff,
     standardize,
+    BIG,
 )
 
 __all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit"]
@@ -83,13 +84,13 @@ class _Channel:
         sd = jnp.sqrt(rho + self.noise)
         total = 0.0
         for lo, hi, kind, val in self.pieces():
-            a, b = lo / sd, hi / sd
+            a, b = standardize(lo, 0.0, sd), standardize(hi, 0.0, sd)
             mass = ndtr(b) - ndtr(a)
             if kind == "const":
                 total = total + val * val * mass
             else:
                 # E[u^2; a < u < b] = mass - (b phi(b) - a phi(a)), u standard normal.
-                edge = lambda u: jnp.where(jnp.isfinite(u), u * jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI), 0.0)
+                edge = lambda u: u * jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI)  # 0 at +-BIG
                 total = total + val * val * sd * sd * (mass - (edge(b) - edge(a)))
         return total
 
@@ -168,22 +169,65 @@ class _Channel:
         potential cancels exactly against ``tA rho/2`` of the layer below; the full
         value is :meth:`hidden_free_entropy`.
         """
+        A = jnp.asarray(A, dtype=jnp.float64)
         s, y0, w, weight = self._teacher(V, rho, cfg, A)
         xi, wxi = hermite_rule(cfg.hermite_xi)
         t0 = self.activation(y0)[..., None]
-        A = jnp.asarray(A, dtype=jnp.float64)
         shape = (y0.shape[0], w.shape[1], xi.shape[0])
         B = jnp.broadcast_to(A * t0 + jnp.sqrt(A) * xi, shape)
         w = jnp.broadcast_to(w[..., None], shape)
         weight = weight[..., None] * wxi
-        ones = jnp.ones(shape)
-        f = lambda b, ww: self.log_partition(A, b, ww, s)
-        dB = lambda b: jax.jvp(lambda x: f(x, w), (b,), (ones,))[1]
-        d1, d2 = jax.jvp(dB, (B,), (ones,))
-        logz, dw = jax.jvp(lambda x: f(B, x), (w,), (ones,))
+        logz, _, d2, dw = self.posterior_moments(A, B, w, s)
         # Reduced free entropy: log Z - A t0^2/2 (see hidden_free_entropy).
         logz = logz - 0.5 * A * t0**2
         return jnp.sum(weight * logz), jnp.sum(weight * dw**2), jnp.sum(weight * d2)
+
+    def posterior_moments(self, A, B, w, s):
+        """``(log Z, d log Z/dB, d^2 log Z/dB^2, d log Z/dw)`` in closed form.
+
+        With the student's posterior on ``y`` (prior ``N(w, s)``, likelihood
+        ``exp(-A phi(y)^2/2 + B phi(y))``), ``d log Z/dB = <t>``,
+        ``d^2 log Z/dB^2 = <t^2> - <t>^2`` and ``d log Z/dw = (<y> - w)/s``. On each piece the
+        posterior is a truncated Gaussian (of ``y``; ``t`` is ``c`` or ``g y`` there), whose
+        moments are ratios ``phi(a)/(Phi(b) - Phi(a))`` taken in log space. This is the
+        hot path of the solvers: it replaces nested automatic differentiation of
+        :meth:`log_partition` (same values, far smaller programs).
+        """
+        logs, t1, t2, y1 = [], [], [], []
+        for lo, hi, kind, val in self.pieces():
+            if kind == "const":
+                centre, var = w, s
+                extra = -0.5 * A * val * val + B * val
+                q = 1.0
+            else:
+                q = 1.0 + s * A * val * val
+                centre = (w + s * B * val) / q
+                var = s / q
+                extra = (2.0 * B * val * w - A * val * val * w * w + s * B * B * val * val) / (2.0 * q)
+            sd = jnp.sqrt(jnp.maximum(var, 1e-300))
+            a, b = standardize(lo, centre, sd), standardize(hi, centre, sd)
+            a = jnp.clip(a, -BIG, BIG)
+            b = jnp.clip(b, -BIG, BIG)
+            log_mass = log_ndtr_diff(a, b)
+            ra = jnp.exp(-0.5 * a * a - 0.5 * LOG_2PI - log_mass)  # phi(a)/mass
+            rb = jnp.exp(-0.5 * b * b - 0.5 * LOG_2PI - log_mass)
+            mean_y = centre + sd * (ra - rb)
+            var_y = var * jnp.maximum(1.0 + (a * ra - b * rb) - (ra - rb) ** 2, 0.0)
+            logs.append(extra - 0.5 * jnp.log(q) + log_mass)
+            if kind == "const":
+                t1.append(jnp.full_like(mean_y, val) if not hasattr(val, "shape") else val + 0.0 * mean_y)
+                t2.append(t1[-1] ** 2)
+            else:
+                t1.append(val * mean_y)
+                t2.append(val * val * (var_y + mean_y**2))
+            y1.append(mean_y)
+        logs = jnp.stack(jnp.broadcast_arrays(*logs))
+        logz = jax.nn.logsumexp(logs, axis=0)
+        pi = jnp.exp(logs - logz)
+        m1 = jnp.sum(pi * jnp.stack(jnp.broadcast_arrays(*t1)), axis=0)
+        m2 = jnp.sum(pi * jnp.stack(jnp.broadcast_arrays(*t2)), axis=0)
+        my = jnp.sum(pi * jnp.stack(jnp.broadcast_arrays(*y1)), axis=0)
+        return logz, m1, jnp.maximum(m2 - m1 * m1, 0.0), (my - w) / s
 
 
 def _validate(noise):
