@@ -30,7 +30,7 @@ from jaxreplica.ensembles import Empirical
 from jaxreplica.potential import OrderParameters, noise_entropy, phi
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 
-__all__ = ["Solution", "solve", "solve_layers", "LayerSolutions"]
+__all__ = ["Solution", "solve", "solve_layers", "LayerSolutions", "stationarity"]
 
 TINY = 1e-300
 V_FLOOR = 1e-100  # an mmse that underflows (a discrete input recovered exactly) is held here
@@ -53,7 +53,9 @@ class Solution:
       converged: the selected start met the tolerance and the polished point is
         stationary.
       iterations: iterations of the selected start.
-      residual: largest ``|d phi / d log(order parameter)|`` at the returned point.
+      residual: with ``polish_steps > 0``, the largest ``|d phi / d log(order parameter)|``
+        at the returned point; otherwise the largest relative change of an order
+        parameter in the last iteration (see :func:`stationarity` for the former).
       start_potentials: ``phi`` reached from each start (NaN where it did not converge).
     """
 
@@ -176,7 +178,7 @@ def _iterate(sweep, state0, chain, tol, max_iter, cfg):
 
     state, op, it, change = jax.lax.while_loop(cond, body, (state1, op1, jnp.asarray(1), jnp.asarray(jnp.inf)))
     ok = (change >= 0) & (change <= tol) & _finite(op)
-    return op, it, ok
+    return op, it, ok, jnp.where(change >= 0, change, jnp.nan)
 
 
 def _finite(op: OrderParameters):
@@ -246,7 +248,7 @@ def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg
     else:
         state = _vamp_state_from(init) if method == "vamp" else (init.V, init.A)
         starts = jax.tree_util.tree_map(lambda x: x[None], state)
-    ops, its, oks = jax.vmap(lambda s: _iterate(sweep, s, chain, tol, max_iter, cfg))(starts)
+    ops, its, oks, changes = jax.vmap(lambda s: _iterate(sweep, s, chain, tol, max_iter, cfg))(starts)
     phis = jax.vmap(lambda o: phi(o, chain, cfg))(ops)
     phis = jnp.where(oks & jnp.isfinite(phis), phis, jnp.nan)
     any_ok = jnp.any(oks)
@@ -266,9 +268,21 @@ def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg
 
     x = jax.lax.custom_root(residual_fn, x0, solve_fn, tangent_solve)
     op = _unpack(x, chain, template)
-    residual = jnp.max(jnp.abs(residual_fn(jax.lax.stop_gradient(x))))
+    if polish_steps > 0:
+        residual = jnp.max(jnp.abs(residual_fn(jax.lax.stop_gradient(x))))
+        ok = any_ok & oks[best] & (residual < 1e-6)
+    else:
+        # Without a polish the stationarity gradient is not compiled at all (it would
+        # double the program); the residual is the iteration's last relative change.
+        residual = changes[best]
+        ok = any_ok & oks[best]
     potential = phi(op, chain, cfg)
-    return op, potential, any_ok & oks[best], it, residual, phis
+    return op, potential, ok, it, residual, phis
+
+
+# Compiled once per chain structure and static setting; tol and every number of the
+# chain are traced, so sweeps and warm starts reuse the compiled program.
+_core_jit = jax.jit(_core, static_argnames=("method", "max_iter", "polish_steps", "cfg"))
 
 
 def solve(
@@ -306,10 +320,9 @@ def solve(
     check("tol", tol, positive=True)
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be at least 1 (got {max_iter})")
-    op, potential, converged, it, residual, phis = _core(
-        chain, init, method, tol, int(max_iter), int(polish_steps), quadrature
+    op, potential, converged, it, residual, phis = _core_jit(
+        chain, init, method, jnp.asarray(tol, dtype=jnp.float64), int(max_iter), int(polish_steps), quadrature
     )
-    converged = converged & (residual < 1e-4)
     mi_last = potential + noise_entropy(chain, quadrature)
     return Solution(
         entropy=potential,
@@ -323,6 +336,12 @@ def solve(
         residual=residual,
         start_potentials=phis,
     )
+
+
+def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig = DEFAULT):
+    """Largest ``|d phi / d log(order parameter)|`` (and ``d phi/d theta``) at a solution."""
+    op = solution.fixed_point
+    return jnp.max(jnp.abs(_stationarity(chain, op, quadrature)(_pack(op, chain))))
 
 
 @pytree
