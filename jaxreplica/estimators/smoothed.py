@@ -74,10 +74,12 @@ def smoothed_entropy(
     with ``i`` uniform, ``z ~ N(0, s2 I)``: that is ``h(Z) + E[log N(z) - log p(s_i + z)]``,
     the noise entropy taken exactly (a control variate), which leaves a Monte Carlo
     term bounded by ``log n`` from above whose variance vanishes when the centres are
-    well separated.  Components are drawn stratified (each centre ``floor(n_samples / n)``
-    or one more time, from a random offset).  Its statistical error as an estimator of ``h(P * N)`` is
-    at most ``c^d / sqrt(n)`` over sub-Gaussian ``P`` (Goldfeld, Greenewald,
-    Polyanskiy, Weed 2019); ``I(X; T) = h(T) - h(T | X)``.
+    well separated.  Components are drawn stratified (each centre
+    ``floor(n_samples / n)`` or one more time, from a random offset), and the noise of
+    a block of draws comes from ``key`` folded with the block's first row (results
+    depend on ``block_size``, not on anything else).  As an estimator of ``h(P * N)``
+    its error is at most ``c^d / sqrt(n)`` over sub-Gaussian ``P`` (Goldfeld,
+    Greenewald, Polyanskiy, Weed 2019); ``I(X; T) = h(T) - h(T | X)``.
 
     Args:
       s: samples of ``S`` (mixture centres), shape ``(n, d)``.
