@@ -78,11 +78,9 @@ def figure2_chain(activation: str, eig1, eig2, sigma, noise: float) -> jr.Chain:
 def _replica(activation, eig1, eig2, sigmas, noise, method, on_step=None):
     """Replica ``H(T_1), H(T_2)`` for each sigma, one chain (with concrete spectra) at a time.
 
-    Not a ``vmap`` (its ``while_loop`` would run every sigma as long as the slowest),
-    and not a ``jit`` with sigma traced: a chain built from traced eigenvalues
-    gave layer-1 entropies off the log-determinant by 2e-7 (residual 3e-4, flagged
-    unconverged) where the same chain built eagerly matches it to 1e-15.  The solver
-    compiles once; later sigmas reuse it.
+    A loop rather than a ``vmap``: under ``vmap`` the solver's ``while_loop`` runs
+    every sigma as long as the slowest one.  The solver compiles once per
+    activation; later sigmas reuse it.
     """
     entropy, converged = [], []
     for sigma in sigmas:
