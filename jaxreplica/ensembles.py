@@ -188,6 +188,9 @@ class Empirical:
             return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
 
         lo, hi = jax.lax.fori_loop(0, 80, bisect, (lo, hi))
-        root = jnp.where(found, 0.5 * (lo + hi), grid[jnp.argmax(h)])
+        # No sign change: with zeros taken out (reduced form) the full equation's root at
+        # theta = 1 is the one left; otherwise the point closest to a root.
+        fallback = jnp.where(reduced, jnp.minimum(1.0, theta_max), grid[jnp.argmax(h)])
+        root = jnp.where(found, 0.5 * (lo + hi), fallback)
         series = gamma * jnp.mean(lam) / alpha
         return jnp.where(gamma < 1e-9, series, root)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Literal
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 
 from jaxreplica._struct import check, pytree
@@ -162,23 +163,79 @@ def _relative_change(new: OrderParameters, old: OrderParameters):
     return jnp.max(jnp.abs(n - o) / (jnp.abs(o) + 1e-300))
 
 
-def _iterate(sweep, state0, chain, tol, max_iter, cfg):
-    state1, op1 = sweep(state0, chain, cfg)
+ANDERSON_MEMORY = 5
+
+
+def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True):
+    """Iterate ``state -> sweep(state)`` to a fixed point, with Anderson acceleration.
+
+    The sweep map ``G`` acts on positive messages; acceleration works on their logs
+    ``x``: with the last ``m`` differences ``dF`` of residuals ``f = G(x) - x`` and ``dG``
+    of images, ``x <- G(x) - dG gamma`` where ``gamma`` solves the regularised least
+    squares ``min |f - dF gamma|``. Convergence linear at rate 0.92 (replica-math.md,
+    section 5) becomes a few dozen iterations. The step falls back to the plain
+    iteration (and the memory is cleared) whenever the accelerated point is not finite
+    or the residual grew tenfold. Stopping: relative change of every order parameter
+    below ``tol`` between two sweeps. The fixed-point solver runs unaccelerated
+    (``accelerate=False``): extrapolating its ``theta`` roots jumps between branches.
+    """
+    m = ANDERSON_MEMORY
+    flat0, unravel = jax.flatten_util.ravel_pytree(state0)
+    n = flat0.shape[0]
+    to_x = lambda st: jnp.log(jnp.maximum(jax.flatten_util.ravel_pytree(st)[0], TINY))
+    positive = lambda st: jnp.all(jax.flatten_util.ravel_pytree(st)[0] > 0)
+
+    def G(x):
+        st, op = sweep(unravel(jnp.exp(x)), chain, cfg)
+        return st, op
+
+    x0 = to_x(state0)
+    st1, op1 = G(x0)
+    g1 = to_x(st1)
 
     def cond(c):
-        _, _, it, change = c
-        return (it < max_iter) & (change > tol)
+        return (c["it"] < max_iter) & (c["change"] > tol)
 
     def body(c):
-        state, op, it, _ = c
-        state, new = sweep(state, chain, cfg)
-        change = _relative_change(new, op)
+        x, g, op = c["x"], c["g"], c["op"]
+        f = g - x
+        # Anderson step from the memory (rows beyond `filled` are zero).
+        dF, dG = c["dF"], c["dG"]
+        gram = dF @ dF.T
+        reg = 1e-12 * (jnp.trace(gram) + 1e-300)
+        gamma = jnp.linalg.solve(gram + reg * jnp.eye(m), dF @ f)
+        x_acc = g - dG.T @ gamma
+        use_acc = accelerate & (c["filled"] > 0) & jnp.all(jnp.isfinite(x_acc))
+        x_new = jnp.where(use_acc, x_acc, g)
+        st_new, op_new = G(x_new)
+        bad = ~(positive(st_new) & _finite(op_new))
+        # Fallback: plain step from g.
+        st_plain, op_plain = jax.lax.cond(bad, lambda: G(g), lambda: (st_new, op_new))
+        x_new = jnp.where(bad, g, x_new)
+        st_new, op_new = st_plain, op_plain
+        g_new = to_x(st_new)
+        f_new = g_new - x_new
+        norm_new = jnp.linalg.norm(f_new)
+        restart = bad | (norm_new > 10.0 * c["best"])
+        # Push the newest differences (the memory is a ring of size m).
+        slot = c["filled"] % m
+        dF = jnp.where(restart, 0.0, dF.at[slot].set(f_new - f))
+        dG = jnp.where(restart, 0.0, dG.at[slot].set(g_new - g))
+        change = _relative_change(op_new, op)
         change = jnp.where(jnp.isfinite(change), change, -1.0)  # NaN: stop, flagged below
-        return state, new, it + 1, change
+        return dict(
+            x=x_new, g=g_new, op=op_new, dF=dF, dG=dG, it=c["it"] + 1, change=change,
+            filled=jnp.where(restart, 0, c["filled"] + 1), best=jnp.minimum(c["best"], norm_new),
+        )
 
-    state, op, it, change = jax.lax.while_loop(cond, body, (state1, op1, jnp.asarray(1), jnp.asarray(jnp.inf)))
+    carry = dict(
+        x=x0, g=g1, op=op1, dF=jnp.zeros((m, n)), dG=jnp.zeros((m, n)), it=jnp.asarray(1),
+        change=jnp.asarray(jnp.inf), filled=jnp.asarray(0), best=jnp.linalg.norm(g1 - x0),
+    )
+    out = jax.lax.while_loop(cond, body, carry)
+    op, change = out["op"], out["change"]
     ok = (change >= 0) & (change <= tol) & _finite(op)
-    return op, it, ok, jnp.where(change >= 0, change, jnp.nan)
+    return op, out["it"], ok, jnp.where(change >= 0, change, jnp.nan)
 
 
 def _finite(op: OrderParameters):
@@ -248,7 +305,7 @@ def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg
     else:
         state = _vamp_state_from(init) if method == "vamp" else (init.V, init.A)
         starts = jax.tree_util.tree_map(lambda x: x[None], state)
-    ops, its, oks, changes = jax.vmap(lambda s: _iterate(sweep, s, chain, tol, max_iter, cfg))(starts)
+    ops, its, oks, changes = jax.vmap(lambda s: _iterate(sweep, s, chain, tol, max_iter, cfg, method == "vamp"))(starts)
     phis = jax.vmap(lambda o: phi(o, chain, cfg))(ops)
     phis = jnp.where(oks & jnp.isfinite(phis), phis, jnp.nan)
     any_ok = jnp.any(oks)
