@@ -12,9 +12,12 @@ breakpoints that are
 * geometrically graded away from every kink, starting at the small scale
   (``kink +- scale * ratio**j``), so that each segment sees a smooth integrand.
 
-Breakpoints are traced values (they move with ``sd`` and ``scale``) but are wrapped in
-``stop_gradient``: derivatives are then taken *under* the integral sign, which is
-exact for the integral and keeps the rule itself out of the autodiff graph.
+Breakpoints are traced values (they move with ``sd`` and ``scale``) and derivatives
+flow through them: the gradient of a computed entropy is then the exact derivative
+of the number returned (checked against finite differences to 1e-7), and the fixed
+point the solvers find is a stationary point of that same number. (Differentiating
+under the integral sign with frozen nodes instead differs by the derivative of the
+quadrature error, 1e-5 relative at noise 1e-3.)
 
 Smooth Gaussian directions use Gauss-Hermite nodes (probabilists' normalisation, the
 weights sum to one). All node tables are NumPy constants built once at import.
@@ -115,14 +118,14 @@ def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAUL
     the domain) carry zero weight.
     """
     sd = jnp.asarray(sd, dtype=jnp.float64)
-    bp = jax.lax.stop_gradient(_breakpoints(sd, kinks, scale, cfg))
+    bp = _breakpoints(sd, kinks, scale, cfg)
     x, w = legendre_rule(cfg.legendre)
     left, right = bp[:-1, None], bp[1:, None]
     half_len = 0.5 * (right - left)
-    y = jax.lax.stop_gradient((0.5 * (left + right) + half_len * x).reshape(-1))
+    y = (0.5 * (left + right) + half_len * x).reshape(-1)
     weights = (half_len * w).reshape(-1)
     density = jnp.exp(-0.5 * (y / sd) ** 2 - 0.5 * LOG_2PI) / sd
-    return y, jax.lax.stop_gradient(weights) * density
+    return y, weights * density
 
 
 BIG = 1e6  # standardized arguments are clipped here: Phi(-1e6) is an exact zero for us
