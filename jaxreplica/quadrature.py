@@ -66,7 +66,7 @@ class QuadratureConfig:
     grade_ratio: float = 3.0
     legendre: int = 6
     hermite_w: int = 12
-    hermite_xi: int = 32
+    hermite_xi: int = 24
     # The last layer's average is only two-dimensional: refine it twice as finely.
     output_grade_ratio: float = 2.0
     output_grades: int = 22
