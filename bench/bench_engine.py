@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import time
@@ -37,9 +38,12 @@ def demo_chain(spectra):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true", help="also time the Figure-2 sweep (slow)")
+    ap.add_argument("--reference", default=str(REF), help="folder of the reference files")
+    ap.add_argument("--out", default=str(HERE / "results" / "engine.json"), help="JSON of the results")
     args = ap.parse_args()
-    spectra = np.load(REF / "spectra.npz")
-    models = {c["name"]: c for c in json.loads((REF / "dnner_models.json").read_text())["cases"]}
+    ref_dir = pathlib.Path(args.reference)
+    spectra = np.load(ref_dir / "spectra.npz")
+    models = {c["name"]: c for c in json.loads((ref_dir / "dnner_models.json").read_text())["cases"]}
     rows = []
     solve = jax.jit(jr.solve)
     chain = demo_chain(spectra)
@@ -59,22 +63,26 @@ def main():
     if args.sweep:
         from jaxreplica.sweeps import run_sweep
 
-        fig2 = json.loads((REF / "fig2_sweep.json").read_text())
+        fig2 = json.loads((ref_dir / "fig2_sweep.json").read_text())
         t = time.perf_counter()
         res = run_sweep(sigmas=fig2["curves"]["linear"]["sigmas"], progress=True)
         total = time.perf_counter() - t
         err = max(abs(a - b) for name in res["curves"] for key in ("H1", "H2")
                   for a, b in zip(res["curves"][name][key], fig2["curves"][name][key]))
+        print("per activation (s):", {k: round(v["seconds"], 1) for k, v in res["curves"].items()}, "max |error|:", err)
         rows.append({"what": "Figure-2 sweep, 54 entropies (cold)", "seconds": total,
                      "reference_seconds": fig2["reference_seconds_total"]["earlier_run_other_2core_machine"],
                      "max_abs_error": err})
     print(f"{'what':<40} {'ours (s)':>10} {'reference (s)':>14} {'speed-up':>9}")
     for r in rows:
         print(f"{r['what']:<40} {r['seconds']:10.2f} {r['reference_seconds']:14.2f} {r['reference_seconds'] / r['seconds']:9.2f}")
-    out = {"machine": f"{platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
-                      f"{len(jax.devices())} device(s)", "jax": jax.__version__, "rows": rows}
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "engine.json").write_text(json.dumps(out, indent=1))
+    dev = jax.devices()[0]
+    out = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {dev.platform} {getattr(dev, 'device_kind', '')}",
+           "jax": jax.__version__, "rows": rows}
+    path = pathlib.Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"machine: {out['machine']}; wrote {path}")
 
 
 if __name__ == "__main__":
