@@ -18,6 +18,7 @@ from jaxreplica.potential import OrderParameters, phi  # noqa: E402
 from jaxreplica.quadrature import QuadratureConfig  # noqa: E402
 from jaxreplica.solvers import Solution, LayerSolutions, solve, solve_layers, stationarity  # noqa: E402
 from jaxreplica import exact  # noqa: E402
+from jaxreplica import estimators  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,5 @@ __all__ = [
     "Normal", "Bimodal", "SpikeSlab",
     "Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit",
     "Gaussian", "Empirical", "Chain", "OrderParameters", "phi", "QuadratureConfig",
-    "Solution", "LayerSolutions", "solve", "solve_layers", "stationarity", "exact",
+    "Solution", "LayerSolutions", "solve", "solve_layers", "stationarity", "exact", "estimators",
 ]
