@@ -23,6 +23,13 @@ Every run writes ``OUT/history.npz``, ``OUT/config.json`` and PNG plots
 (``learning.png``, ``information.png``, and ``replica_vs_exact.png`` when exact
 values exist).
 
+Information penalty (issue 7): ``--info-penalty LAYER:BETA`` (repeatable) adds
+``BETA * I(X; T_LAYER)/n_0`` to the loss, differentiated through the replica fixed point
+(:mod:`jaxreplica.regularize`); the history then records the penalty, ``I(X; T_l)`` of
+the penalised layers every epoch and the count of non-converged penalty solves::
+
+    jaxreplica train --preset recognition-hardtanh --scale small --info-penalty 4:0.1 --out runs/ib
+
 Paper-scale Figure 4 (documented command; hours on a CPU)::
 
     jaxreplica train --preset recognition-relu --scale paper --epochs 1000 --out runs/fig4-relu
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import sys
 import time
@@ -70,7 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                         help="dtype of data and network (tracking is always float64)")
     parser.add_argument("--info-penalty", action="append", default=[], metavar="LAYER:BETA",
-                        help="(planned, issue 7) add BETA * I(X; T_LAYER) to the loss; not available yet")
+                        help="add BETA * I(X; T_LAYER)/n_0 (replica formula, differentiated through the fixed "
+                             "point) to the loss; repeatable, one per USV layer (issue 7)")
+    parser.add_argument("--penalty-tol", type=float, default=1e-8,
+                        help="solver tolerance of the information penalty (default 1e-8)")
+    parser.add_argument("--penalty-max-iter", type=int, default=1000,
+                        help="iteration cap of the penalty's solves; a step that reaches it contributes no "
+                             "penalty gradient and is counted (default 1000)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--devices", default=None,
                         help="data-parallel training: split every batch over 'all' devices or the first N "
@@ -80,9 +94,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _parse_penalty(spec: str) -> tuple[int, float]:
     try:
         layer, beta = spec.split(":")
-        return int(layer), float(beta)
+        layer, beta = int(layer), float(beta)
     except ValueError:
         raise ValueError(f"--info-penalty must look like LAYER:BETA (e.g. 2:0.1), got {spec!r}") from None
+    if not math.isfinite(beta):
+        raise ValueError(f"--info-penalty: BETA must be finite, got {spec!r}")
+    return layer, beta
+
+
+def _penalty_dict(specs, usv_layers: int) -> dict[int, float]:
+    """``{layer: beta}`` from repeated ``LAYER:BETA`` specs, checked against the preset's USV layers."""
+    out: dict[int, float] = {}
+    for spec in specs:
+        layer, beta = _parse_penalty(spec)
+        if not 1 <= layer <= usv_layers:
+            raise ValueError(f"--info-penalty: LAYER must be a USV layer of the preset (1..{usv_layers}), got {spec!r}")
+        if layer in out:
+            raise ValueError(f"--info-penalty: layer {layer} given twice")
+        out[layer] = beta
+    return out
 
 
 def build(preset: str, *, width: int = 100, scale: str = "small", seed: int = 0, init_scale: float = 1.0,
@@ -171,9 +201,12 @@ def _run_one(args, out: pathlib.Path, init_scale: float = 1.0) -> dict:
         every = 0
     tracking = Tracking(every=every, layers=defaults["layers"], hidden_noise=args.hidden_noise,
                         last_noise=args.last_noise, tol=defaults["tol"] if args.tol is None else args.tol)
+    betas = _penalty_dict(args.info_penalty, defaults["layers"]) or None
+    penalty_options = {"tol": args.penalty_tol, "max_iter": args.penalty_max_iter} if betas else None
     t0 = time.perf_counter()
     _, hist = train(net, data, epochs=epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
                     tracking=tracking, progress=not args.no_progress, devices=parse_devices(args.devices),
+                    info_penalty=betas, info_penalty_options=penalty_options,
                     config={"preset": {"name": args.preset, "width": args.width, "scale": args.scale,
                                        "init_scale": init_scale, "dtype": args.dtype}})
     seconds = time.perf_counter() - t0
@@ -185,6 +218,11 @@ def _run_one(args, out: pathlib.Path, init_scale: float = 1.0) -> dict:
         summary["best_test_accuracy"] = float(hist.test_accuracy.max())
         summary["final_test_accuracy"] = float(hist.test_accuracy[-1])
         summary["best_train_accuracy"] = float(hist.train_accuracy.max())
+    if hist.penalty is not None:
+        summary["info_penalty"] = {str(l): b for l, b in sorted(betas.items())}
+        summary["final_penalty"] = float(hist.penalty[-1])
+        summary["final_penalty_information"] = [float(v) for v in hist.penalty_information[-1]]
+        summary["penalty_not_converged"] = int(hist.penalty_not_converged.sum())
     if hist.n_tracked_layers:
         import numpy as np
 
@@ -205,12 +243,15 @@ def _run_one(args, out: pathlib.Path, init_scale: float = 1.0) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        penalties = [_parse_penalty(s) for s in args.info_penalty]
+        _penalty_dict(args.info_penalty, 3 if args.preset == "figure3" else 4)
     except ValueError as err:
         print(f"jaxreplica train: {err}", file=sys.stderr)
         return 2
-    if penalties:
-        print("jaxreplica train: --info-penalty is planned (issue 7) and not available yet", file=sys.stderr)
+    if args.info_penalty and args.devices is not None:
+        print("jaxreplica train: --info-penalty with --devices (data-parallel) is not supported yet", file=sys.stderr)
+        return 2
+    if args.info_penalty and not (args.penalty_tol > 0 and args.penalty_max_iter >= 1):
+        print("jaxreplica train: --penalty-tol must be positive and --penalty-max-iter at least 1", file=sys.stderr)
         return 2
     if args.epochs is not None and args.epochs < 0:
         print("jaxreplica train: --epochs must be non-negative", file=sys.stderr)

@@ -372,7 +372,8 @@ def _exact_available(data: Dataset, network: Network, m: int) -> bool:
 
 _ARRAYS = ("epoch", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "batch_loss", "epoch_seconds",
            "tracked_epoch", "entropy", "mutual_information", "converged", "iterations", "tracking_seconds",
-           "exact_entropy", "exact_mutual_information")
+           "exact_entropy", "exact_mutual_information",
+           "penalty", "penalty_information", "penalty_not_converged", "penalty_nonfinite")
 
 
 @dataclass
@@ -389,6 +390,14 @@ class History:
     (list over layers of ``(T, n_{l-1})`` eigenvalues of ``W_l^T W_l``),
     ``generative_spectra``; ``failures`` lists ``(epoch, layer, reason)`` of tracking
     entries recorded as NaN; ``config`` is the JSON configuration.
+
+    With an information penalty (``train(..., info_penalty={l: beta})``), per epoch
+    ``e = 0..E`` (the network after epoch ``e``): ``penalty`` (``sum_l beta_l I(X; T_l)/n_0``),
+    ``penalty_information`` ``(E + 1, n)`` (``I(X; T_l)/n_0`` of the penalised layers,
+    ascending), ``penalty_not_converged`` (penalty solves that did not converge in the
+    epoch; they contributed no gradient) and ``penalty_nonfinite`` (non-finite
+    penalty-gradient entries zeroed); ``batch_loss`` then includes the penalty;
+    ``config["training"]["info_penalty"]`` has the settings.
     """
 
     epoch: np.ndarray
@@ -406,6 +415,10 @@ class History:
     tracking_seconds: np.ndarray | None = None
     exact_entropy: np.ndarray | None = None
     exact_mutual_information: np.ndarray | None = None
+    penalty: np.ndarray | None = None
+    penalty_information: np.ndarray | None = None
+    penalty_not_converged: np.ndarray | None = None
+    penalty_nonfinite: np.ndarray | None = None
     spectra: list[np.ndarray] = field(default_factory=list)
     generative_spectra: list[np.ndarray] = field(default_factory=list)
     failures: list[tuple[int, int, str]] = field(default_factory=list)
@@ -599,11 +612,26 @@ def _infer_loss(network: Network, data: Dataset, loss: str | None) -> str:
     return loss
 
 
+def _regularized_epoch(network, data, betas, options, graphdef, optimizer, loss, batch_size, tracking, penalty, dp):
+    """The information-penalised epoch (issue 7, :class:`jaxreplica.regularize.RegularizedEpoch`)."""
+    from .regularize import InformationPenalty, RegularizedEpoch
+
+    if dp is not None:
+        raise ValueError("info_penalty: data-parallel training with an information penalty is not supported yet")
+    if not isinstance(betas, dict):
+        raise ValueError(f"info_penalty must be a dict {{layer: beta}}, got {betas!r}")
+    options = {"tol": 1e-8, "last_noise": tracking.last_noise, **(options or {})}
+    info = InformationPenalty.for_network(network, data, betas, **options)
+    return RegularizedEpoch(graphdef, optimizer, loss, info, batch_size, extra_penalty=penalty)
+
+
 def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: float = 0.01,
           optimizer: optax.GradientTransformation | None = None, batch_size: int | None = None,
           loss: str | None = None, seed: int = 0, tracking: Tracking | None = None,
           penalty: Callable[[nnx.State], jax.Array] | None = None, progress: bool = True,
-          config: dict | None = None, data_parallel: bool = False, devices=None) -> tuple[Network, History]:
+          config: dict | None = None, data_parallel: bool = False, devices=None,
+          info_penalty: dict[int, float] | None = None,
+          info_penalty_options: dict | None = None) -> tuple[Network, History]:
     """Train ``network`` on ``data`` and track ``H(T_l)``, ``I(X; T_l)`` of its first layers.
 
     ``optimizer`` (any optax transformation) defaults to ``optax.sgd(learning_rate)``;
@@ -617,6 +645,13 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
     ``jax.Device``) or ``data_parallel=True`` (all devices) splits every batch over
     those devices (:func:`make_data_parallel_step`; ``batch_size`` must be a multiple
     of their number). Evaluation and the tracking solves stay on one device.
+
+    Information penalty (issue 7): ``info_penalty={l: beta_l}`` adds
+    ``sum_l beta_l I(X; T_l)/n_0`` (replica formula, gradient through the fixed points)
+    to the loss in the same jitted step (:mod:`jaxreplica.regularize`);
+    ``info_penalty_options`` are settings of
+    :class:`~jaxreplica.regularize.InformationPenalty` (``tol``, default ``1e-8``;
+    ``max_iter``; ``method``; ``gradient``; ``last_noise``, default the tracking's).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -648,6 +683,10 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
         epoch_fn = make_epoch(make_data_parallel_step(graphdef, optimizer, loss, dp.mesh, penalty), batch_size)
         params, opt_state, frozen_fit = dp.replicate((params, opt_state, frozen))
         x_fit, y_fit = dp.replicate((data.x_train, data.y_train))
+    regularized = None
+    if info_penalty:
+        epoch_fn = regularized = _regularized_epoch(network, data, info_penalty, info_penalty_options, graphdef,
+                                                    optimizer, loss, batch_size, tracking, penalty, dp)
     # the parameters as evaluation and tracking see them (on one device)
     current = (lambda: params) if dp is None else (lambda: dp.local(params))
     evaluate = _make_evaluate(graphdef, loss, classification)
@@ -707,6 +746,8 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
 
     key = jax.random.key(seed)
     record_eval(math.nan, 0.0)
+    if regularized is not None:
+        regularized.start(params)
     if tracker is not None:
         record_tracking(0)
 
@@ -747,6 +788,7 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
         batch_loss=arr("batch_loss"),
         epoch_seconds=arr("epoch_seconds"),
         failures=failures,
+        **(regularized.arrays() if regularized is not None else {}),
     )
     if tracker is not None:
         hist.tracked_epoch = np.asarray(rec["tracked_epoch"], np.int64)
@@ -767,7 +809,8 @@ def train(network: Network, data: Dataset, *, epochs: int = 100, learning_rate: 
         "training": {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "loss": loss,
                      "seed": seed, "optimizer": optimizer_name,
                      "devices": None if dp is None else dp.names,
-                     "penalty": penalty is not None},
+                     "penalty": penalty is not None,
+                     "info_penalty": regularized.penalty.describe() if regularized is not None else None},
         "tracking": {**dataclasses.asdict(tracking), "layers": m, "exact": exact,
                      "generative": [{"alpha": g.alpha, "activation": g.activation, "noise": g.noise}
                                     for g in data.generative]} if tracker is not None else None,

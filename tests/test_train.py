@@ -236,11 +236,15 @@ def test_cli_figure3_small(tmp_path):
     assert hist.mutual_information.shape == (3, 3) and hist.config["preset"]["name"] == "figure3"
 
 
-def test_cli_rejects_info_penalty_for_now(tmp_path, capsys):
+def test_cli_rejects_bad_info_penalty(tmp_path, capsys):
     from jaxreplica.cli import main
 
-    assert main(["train", "--preset", "figure3", "--out", str(tmp_path), "--info-penalty", "2:0.1"]) == 2
+    # figure3 has three USV layers (the fourth is dense); the penalty itself: tests/test_regularize.py
+    assert main(["train", "--preset", "figure3", "--out", str(tmp_path), "--info-penalty", "4:0.1"]) == 2
     assert main(["train", "--preset", "figure3", "--out", str(tmp_path), "--info-penalty", "two"]) == 2
+    assert main(["train", "--preset", "figure3", "--out", str(tmp_path), "--info-penalty", "1:nan"]) == 2
+    assert main(["train", "--preset", "figure3", "--out", str(tmp_path), "--info-penalty", "1:0.1",
+                 "--info-penalty", "1:0.2"]) == 2
     assert "LAYER:BETA" in capsys.readouterr().err
 
 
