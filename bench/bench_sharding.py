@@ -96,9 +96,14 @@ def main():
         runs[n] = json.loads(proc.stdout.strip().splitlines()[-1])
         runs[n]["process_seconds"] = time.perf_counter() - t
         print(f"{n} device(s): {runs[n]['process_seconds']:.1f} s", flush=True)
+        _write(args, counts, runs)
 
+
+def _write(args, counts, runs):
+    """Table and JSON of the runs so far (written after each device count)."""
     import numpy as np
 
+    counts = [n for n in counts if n in runs]
     base = runs[counts[0]]
     rows = []
     for name in args.activations.split(","):
@@ -126,6 +131,7 @@ def main():
         "points": args.points, "width": args.width, "rows": rows,
         "devices": {str(n): runs[n]["devices"] for n in counts},
         "process_seconds": {str(n): runs[n]["process_seconds"] for n in counts},
+        "complete": len(counts) == len(args.devices.split(",")),
     }
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,10 +19,16 @@ How it runs (:func:`sharded_vmap`):
    device's ``while_loop`` local: a vmapped ``while_loop`` runs until its slowest
    element has converged, and under a sharded ``jit`` that "any element still
    running?" test would become a cross-device reduction at every iteration, making
-   every device wait for the globally slowest solve;
-4. the results are sliced back to ``B`` and gathered in order inside the same
-   computation: every returned leaf is a ``(B, ...)`` array replicated on every
-   device of the mesh (``NamedSharding(mesh, PartitionSpec())``), readable with
+   every device wait for the globally slowest solve. The computation has no
+   collective at all;
+4. the results are gathered in order once every shard is done, outside the
+   computation: on one process by copying each shard to the host (no collective:
+   XLA's CPU collectives abort a device that waits more than 40 s for the others,
+   which a gather inside the computation did when the shards' solves took very
+   different times); on several processes behind a coordination-service barrier,
+   then ``multihost_utils.process_allgather``. They are sliced back to ``B`` and put
+   on every device of the mesh: every returned leaf is a ``(B, ...)`` array
+   replicated there (``NamedSharding(mesh, PartitionSpec())``), readable with
    ``np.asarray`` on every process.
 
 Each element is computed exactly as ``jax.vmap(jaxreplica.solve)`` computes it on
@@ -33,6 +39,7 @@ one device (the same program on fewer elements). Compiled functions are cached p
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -176,20 +183,33 @@ def _pad(x: np.ndarray, total: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(fn: Callable, treedef, size: int, mesh: Mesh):
+def _compiled(fn: Callable, mesh: Mesh):
     axis = mesh.axis_names[0]
     batch = NamedSharding(mesh, PartitionSpec(axis))
-    gathered = NamedSharding(mesh, PartitionSpec())
     # check_vma=False: the body has no collectives (each device solves its own slice),
     # and the solver's while_loops mix per-element and constant carries.
     local = jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=PartitionSpec(axis), out_specs=PartitionSpec(axis),
                           check_vma=False)
+    return jax.jit(local, in_shardings=batch, out_shardings=batch)
 
-    def run(padded):
-        out = local(padded)
-        return jax.tree_util.tree_map(lambda y: y[:size], out)
 
-    return jax.jit(run, in_shardings=batch, out_shardings=gathered)
+_BARRIER_IDS = itertools.count()
+
+
+def _gather(tree):
+    """Host (NumPy) copies of the global arrays in ``tree``, on every process."""
+    if jax.process_count() == 1:
+        return jax.tree_util.tree_map(np.asarray, tree)  # shard by shard, no collective
+    from jax._src import distributed
+    from jax.experimental import multihost_utils
+
+    jax.block_until_ready(tree)
+    # Every process's shards are done before the all-gather starts (its collectives
+    # could otherwise time out waiting for a slower process's solves).
+    client = distributed.global_state.client
+    if client is not None:
+        client.wait_at_barrier(f"jaxreplica_sharding_{next(_BARRIER_IDS)}", timeout_in_ms=7 * 24 * 3600 * 1000)
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def sharded_vmap(fn: Callable, batched, *, devices=None, mesh: Mesh | None = None):
@@ -216,7 +236,10 @@ def sharded_vmap(fn: Callable, batched, *, devices=None, mesh: Mesh | None = Non
         host = _pad(np.asarray(x), total)
         placed.append(jax.make_array_from_callback(host.shape, sharding, lambda idx, h=host: h[idx]))
     padded = jax.tree_util.tree_unflatten(treedef, placed)
-    return _compiled(fn, treedef, size, mesh)(padded)
+    host = _gather(_compiled(fn, mesh)(padded))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.tree_util.tree_map(
+        lambda h: jax.make_array_from_callback(h[:size].shape, replicated, lambda idx, h=h[:size]: h[idx]), host)
 
 
 # --------------------------------------------------------------------------- solves

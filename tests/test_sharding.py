@@ -207,3 +207,26 @@ def test_sweep_on_two_processes(tmp_path):
     """, 1)
     for key in ("H1", "H2", "I1", "I2"):
         assert result["curves"]["linear"][key] == ref[key], key
+
+
+@pytest.mark.slow
+def test_shards_of_very_different_durations():
+    """One device's shard runs over a minute, the other's a moment: no collective waits on it.
+
+    (A gather inside the sharded computation made XLA's CPU runtime abort the process
+    after 40 s: "Termination timeout for `all gather` ... of 40 seconds exceeded".)
+    """
+    out = _python("""
+        import json, jax, jax.numpy as jnp, numpy as np
+        import jaxreplica
+        from jaxreplica.sharding import sharded_vmap
+
+        def count(n):  # about n / 7e7 seconds on one core
+            def body(c):
+                return c[0] + 1, jnp.sin(c[1]) + 1e-3
+            return jax.lax.while_loop(lambda c: c[0] < n, body, (jnp.asarray(0.0), jnp.asarray(0.1)))[1]
+
+        y = sharded_vmap(count, jnp.asarray([1e3, 6e9]), devices="all")
+        print(json.dumps({"y": np.asarray(y).tolist(), "devices": len(y.sharding.device_set)}))
+    """, 2, timeout=900)
+    assert out["devices"] == 2 and len(out["y"]) == 2 and all(np.isfinite(out["y"]))
