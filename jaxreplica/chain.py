@@ -77,10 +77,11 @@ class Chain:
     def moments(self):
         """``(rho, trho)``: second moments of each layer's input and of its ``z = W t``."""
         rho, trho = [self.prior.second_moment()], []
-        for ens, ch in self.layers:
+        for k, (ens, ch) in enumerate(self.layers):
             trho.append(ens.mean_eigenvalue() * rho[-1] / ens.alpha)
-            rho.append(ch.second_moment(trho[-1]))
-        return rho[:-1], trho
+            if k + 1 < self.depth:  # the last channel's output moment is not needed
+                rho.append(ch.second_moment(trho[-1]))
+        return rho, trho
 
     def hidden_noiseless(self):
         """True (as an array) when every layer but the last has zero noise."""

@@ -208,26 +208,44 @@ class _Channel:
             a, b = standardize(lo, centre, sd), standardize(hi, centre, sd)
             a = jnp.clip(a, -BIG, BIG)
             b = jnp.clip(b, -BIG, BIG)
-            log_mass = log_ndtr_diff(a, b)
-            ra = jnp.exp(-0.5 * a * a - 0.5 * LOG_2PI - log_mass)  # phi(a)/mass
-            rb = jnp.exp(-0.5 * b * b - 0.5 * LOG_2PI - log_mass)
+            # A half-infinite window (a static infinite bound) needs one log Phi, not two,
+            # and its infinite end has phi = 0: the hot path is about a third cheaper.
+            lo_inf, hi_inf = _is_inf(lo), _is_inf(hi)
+            if lo_inf and not hi_inf:
+                log_mass = log_ndtr(b)
+            elif hi_inf and not lo_inf:
+                log_mass = log_ndtr(-a)
+            else:
+                log_mass = log_ndtr_diff(a, b)
+            log_pdf = lambda u: -0.5 * u * u - 0.5 * LOG_2PI - log_mass
+            ra = 0.0 if lo_inf else jnp.exp(log_pdf(a))  # phi(a)/mass
+            rb = 0.0 if hi_inf else jnp.exp(log_pdf(b))
+            a_ra = 0.0 if lo_inf else a * ra
+            b_rb = 0.0 if hi_inf else b * rb
             mean_y = centre + sd * (ra - rb)
-            var_y = var * jnp.maximum(1.0 + (a * ra - b * rb) - (ra - rb) ** 2, 0.0)
+            var_y = var * jnp.maximum(1.0 + (a_ra - b_rb) - (ra - rb) ** 2, 0.0)
             logs.append(extra - 0.5 * jnp.log(q) + log_mass)
             if kind == "const":
                 t1.append(jnp.full_like(mean_y, val) if not hasattr(val, "shape") else val + 0.0 * mean_y)
-                t2.append(t1[-1] ** 2)
+                t2.append(jnp.zeros_like(mean_y))
             else:
                 t1.append(val * mean_y)
-                t2.append(val * val * (var_y + mean_y**2))
+                t2.append(val * val * var_y)
             y1.append(mean_y)
         logs = jnp.stack(jnp.broadcast_arrays(*logs))
         logz = jax.nn.logsumexp(logs, axis=0)
         pi = jnp.exp(logs - logz)
-        m1 = jnp.sum(pi * jnp.stack(jnp.broadcast_arrays(*t1)), axis=0)
-        m2 = jnp.sum(pi * jnp.stack(jnp.broadcast_arrays(*t2)), axis=0)
+        t1 = jnp.stack(jnp.broadcast_arrays(*t1))
+        m1 = jnp.sum(pi * t1, axis=0)
+        # Variance as within-piece plus between-piece parts: no <t^2> - <t>^2 cancellation.
+        var_t = jnp.sum(pi * (jnp.stack(jnp.broadcast_arrays(*t2)) + (t1 - m1) ** 2), axis=0)
         my = jnp.sum(pi * jnp.stack(jnp.broadcast_arrays(*y1)), axis=0)
-        return logz, m1, jnp.maximum(m2 - m1 * m1, 0.0), (my - w) / s
+        return logz, m1, var_t, (my - w) / s
+
+
+def _is_inf(bound) -> bool:
+    """Whether a piece's bound is a static infinity."""
+    return isinstance(bound, (int, float)) and math.isinf(bound)
 
 
 def _validate(noise):

@@ -19,6 +19,7 @@ report how it went.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import jax
@@ -75,57 +76,62 @@ class Solution:
 # ----------------------------------------------------------------------------------
 # ML-VAMP state evolution
 # ----------------------------------------------------------------------------------
-def _vamp_sweep(state, chain: Chain, cfg):
-    """One forward and one backward sweep; ``state = (a1x, a1z_inv)``, each ``(L,)``."""
-    a1x, a1z_inv = state
+def _vamp_sweep(state, chain: Chain, cfg, trho):
+    """One ML-VAMP iteration in two stages; ``state = (a1x, a2z)``, each ``(L,)``.
+
+    *Denoisers*, every layer from the same messages: the prior (``V_1`` from ``a1x_1``),
+    each hidden channel at ``(A, V) = (a1x_{k+1}, 1/a2z_k)`` (one evaluation gives its
+    ``Vhat``, handed up, and its ``Ahat``, handed down) and the last channel at
+    ``1/a2z_L``. *Ensembles* then turn the denoisers' messages ``(a2x, 1/a1z)`` into the
+    next ``(a1x, a2z)``. Each channel is thus evaluated once per iteration, at exactly
+    the point where ``phi`` needs its free entropy, so the iteration also returns
+    ``phi`` at the messages it started from (used to rank the starts).
+    """
+    a1x, a2z = state
     L = chain.depth
-    _, trho = chain.moments()
+    talpha = chain.cumulative_alphas()
     ens = chain.ensembles
     chs = chain.channels
-    a1x = list(a1x)
-    a1z_inv = list(a1z_inv)
-    v1x, a2x, a2z, g = [None] * L, [None] * L, [None] * L, [None] * L
+    v1x, g = [None] * L, [None] * L
+    free, v1x[0] = chain.prior._teacher_average(a1x[0], cfg)
+    free = -free
+    for k in range(L - 1):
+        i_h, g[k], v1x[k + 1] = chs[k].hidden_functions(a1x[k + 1], 1.0 / a2z[k], trho[k], cfg)
+        free = free - talpha[k + 1] * i_h
+    i_last, g[L - 1] = chs[L - 1].output_functions(1.0 / a2z[L - 1], trho[L - 1], cfg)
+    free = free - talpha[L] * i_last
+    v1x = jnp.maximum(jnp.stack(v1x), V_FLOOR)
+    g = jnp.stack(g)
+    a2x = 1.0 / v1x - a1x
+    a1z_inv = 1.0 / g - 1.0 / a2z
+    new_a1x, new_a2z, theta = [], [], []
+    phi_here = free
     for k in range(L):
-        if k == 0:
-            v1x[k] = chain.prior.mmse(a1x[0], cfg)
-        else:
-            v1x[k] = chs[k - 1].hidden_functions(a1x[k], 1.0 / a2z[k - 1], trho[k - 1], cfg)[2]
-        v1x[k] = jnp.maximum(v1x[k], V_FLOOR)
-        a2x[k] = 1.0 / v1x[k] - a1x[k]
-        v1z = a1z_inv[k] * ens[k].llmse_complement(a2x[k], a1z_inv[k]) / ens[k].alpha
-        a2z[k] = 1.0 / v1z - 1.0 / a1z_inv[k]
-    for k in reversed(range(L)):
-        if k == L - 1:
-            g[k] = chs[k].output_functions(1.0 / a2z[k], trho[k], cfg)[1]
-        else:
-            g[k] = chs[k].hidden_functions(a1x[k + 1], 1.0 / a2z[k], trho[k], cfg)[1]
-        a1z_inv[k] = 1.0 / g[k] - 1.0 / a2z[k]
-        v2x = ens[k].llmse(a2x[k], a1z_inv[k])
-        a1x[k] = ens[k].llmse_complement(a2x[k], a1z_inv[k]) / v2x  # = 1/v2x - a2x
-    op = OrderParameters(
-        V=jnp.stack(v1x),
-        A=jnp.stack(g),
-        tV=1.0 / jnp.stack(a2z),
-        tA=jnp.stack(a1x),
-        theta=1.0 / (1.0 + jnp.stack(a2z) * jnp.stack(a1z_inv)),
-    )
-    return (jnp.stack(a1x), jnp.stack(a1z_inv)), op
+        comp = ens[k].llmse_complement(a2x[k], a1z_inv[k])
+        v1z = a1z_inv[k] * comp / ens[k].alpha
+        new_a2z.append(1.0 / v1z - 1.0 / a1z_inv[k])
+        new_a1x.append(comp / ens[k].llmse(a2x[k], a1z_inv[k]))  # = 1/v2x - a2x
+        theta.append(1.0 / (1.0 + new_a2z[k] * a1z_inv[k]))
+        th_here = 1.0 / (1.0 + a2z[k] * a1z_inv[k])
+        phi_here = phi_here + 0.5 * talpha[k] * (
+            -a1x[k] * v1x[k] - ens[k].alpha * g[k] / a2z[k] + ens[k].free_entropy_term(g[k], v1x[k], th_here)
+        )
+    new_a1x, new_a2z = jnp.stack(new_a1x), jnp.stack(new_a2z)
+    op = OrderParameters(V=v1x, A=g, tV=1.0 / new_a2z, tA=new_a1x, theta=jnp.stack(theta))
+    return (new_a1x, new_a2z), op, phi_here
 
 
 def _vamp_state_from(op: OrderParameters):
     """Messages of ML-VAMP that reproduce a fixed point ``op`` (for warm starts)."""
-    a2z = 1.0 / op.tV
-    a1z_inv = (1.0 / op.theta - 1.0) / a2z
-    return op.tA, a1z_inv
+    return op.tA, 1.0 / op.tV
 
 
 # ----------------------------------------------------------------------------------
 # Fixed-point iteration (the paper's scheme)
 # ----------------------------------------------------------------------------------
-def _fp_sweep(state, chain: Chain, cfg):
+def _fp_sweep(state, chain: Chain, cfg, trho):
     V, A = state
     L = chain.depth
-    _, trho = chain.moments()
     ens = chain.ensembles
     chs = chain.channels
     V, A = list(V), list(A)
@@ -151,7 +157,7 @@ def _fp_sweep(state, chain: Chain, cfg):
         else:
             V[k] = chs[k - 1].hidden_functions(tA[k], tV[k - 1], trho[k - 1], cfg)[2]
     op = OrderParameters(V=jnp.stack(V), A=jnp.stack(A), tV=jnp.stack(tV), tA=jnp.stack(tA), theta=jnp.stack(th))
-    return (jnp.stack(V), jnp.stack(A)), op
+    return (jnp.stack(V), jnp.stack(A)), op, jnp.nan
 
 
 # ----------------------------------------------------------------------------------
@@ -163,79 +169,84 @@ def _relative_change(new: OrderParameters, old: OrderParameters):
     return jnp.max(jnp.abs(n - o) / (jnp.abs(o) + 1e-300))
 
 
-ANDERSON_MEMORY = 5
+ANDERSON_MEMORY = 3
 
 
-def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True):
+def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=None):
     """Iterate ``state -> sweep(state)`` to a fixed point, with Anderson acceleration.
 
     The sweep map ``G`` acts on positive messages; acceleration works on their logs
     ``x``: with the last ``m`` differences ``dF`` of residuals ``f = G(x) - x`` and ``dG``
     of images, ``x <- G(x) - dG gamma`` where ``gamma`` solves the regularised least
     squares ``min |f - dF gamma|``. Convergence linear at rate 0.92 (replica-math.md,
-    section 5) becomes a few dozen iterations. The step falls back to the plain
-    iteration (and the memory is cleared) whenever the accelerated point is not finite
-    or the residual grew tenfold. Stopping: relative change of every order parameter
-    below ``tol`` between two sweeps. The fixed-point solver runs unaccelerated
-    (``accelerate=False``): extrapolating its ``theta`` roots jumps between branches.
+    section 5) becomes a few dozen iterations. One evaluation of ``G`` per iteration
+    (no branch: under ``vmap`` both sides of a branch run): an evaluation that is not
+    finite sends the next one back to the last good image with the memory cleared; a
+    residual ten times the best so far clears the memory (plain step). Stopping:
+    relative change of every order parameter below ``tol`` between two good
+    evaluations. The fixed-point solver runs unaccelerated (``accelerate=False``):
+    extrapolating its ``theta`` roots jumps between branches.
+
+    Returns ``(op, iterations, converged, change, phi)`` where ``phi`` is the potential
+    the sweep reported at its last good evaluation (NaN when the sweep reports none).
     """
     m = ANDERSON_MEMORY
+    if trho is None:
+        trho = chain.moments()[1]
     flat0, unravel = jax.flatten_util.ravel_pytree(state0)
     n = flat0.shape[0]
-    to_x = lambda st: jnp.log(jnp.maximum(jax.flatten_util.ravel_pytree(st)[0], TINY))
-    positive = lambda st: jnp.all(jax.flatten_util.ravel_pytree(st)[0] > 0)
+    x0 = jnp.log(jnp.maximum(flat0, TINY))
+    op_shape = jax.eval_shape(lambda s: sweep(s, chain, cfg, trho)[1], state0)
+    nan_op = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), op_shape)
 
     def G(x):
-        st, op = sweep(unravel(jnp.exp(x)), chain, cfg)
-        return st, op
-
-    x0 = to_x(state0)
-    st1, op1 = G(x0)
-    g1 = to_x(st1)
+        st, op, ph = sweep(unravel(jnp.exp(x)), chain, cfg, trho)
+        flat = jax.flatten_util.ravel_pytree(st)[0]
+        ok = jnp.all(flat > 0) & _finite(op) & ~jnp.isinf(ph)
+        return jnp.log(jnp.maximum(flat, TINY)), op, ph, ok
 
     def cond(c):
         return (c["it"] < max_iter) & (c["change"] > tol)
 
     def body(c):
-        x, g, op = c["x"], c["g"], c["op"]
-        f = g - x
-        # Anderson step from the memory (rows beyond `filled` are zero).
-        dF, dG = c["dF"], c["dG"]
+        g, op, ph, ok = G(c["x"])
+        f = g - c["x"]
+        norm = jnp.linalg.norm(f)
+        restart = ~ok | (norm > 10.0 * c["best"])
+        push = ok & c["have"] & ~restart
+        slot = c["filled"] % m
+        dF = jnp.where(restart, 0.0, jnp.where(push, c["dF"].at[slot].set(f - c["f"]), c["dF"]))
+        dG = jnp.where(restart, 0.0, jnp.where(push, c["dG"].at[slot].set(g - c["g"]), c["dG"]))
+        filled = jnp.where(restart, 0, c["filled"] + push.astype(c["filled"].dtype))
         gram = dF @ dF.T
         reg = 1e-12 * (jnp.trace(gram) + 1e-300)
         gamma = jnp.linalg.solve(gram + reg * jnp.eye(m), dF @ f)
-        x_acc = g - dG.T @ gamma
-        use_acc = accelerate & (c["filled"] > 0) & jnp.all(jnp.isfinite(x_acc))
-        x_new = jnp.where(use_acc, x_acc, g)
-        st_new, op_new = G(x_new)
-        bad = ~(positive(st_new) & _finite(op_new))
-        # Fallback: plain step from g.
-        st_plain, op_plain = jax.lax.cond(bad, lambda: G(g), lambda: (st_new, op_new))
-        x_new = jnp.where(bad, g, x_new)
-        st_new, op_new = st_plain, op_plain
-        g_new = to_x(st_new)
-        f_new = g_new - x_new
-        norm_new = jnp.linalg.norm(f_new)
-        restart = bad | (norm_new > 10.0 * c["best"])
-        # Push the newest differences (the memory is a ring of size m).
-        slot = c["filled"] % m
-        dF = jnp.where(restart, 0.0, dF.at[slot].set(f_new - f))
-        dG = jnp.where(restart, 0.0, dG.at[slot].set(g_new - g))
-        change = _relative_change(op_new, op)
-        change = jnp.where(jnp.isfinite(change), change, -1.0)  # NaN: stop, flagged below
+        # An extrapolation moves no message by more than a factor e beyond the plain step.
+        x_acc = g + jnp.clip(-dG.T @ gamma, -1.0, 1.0)
+        use_acc = accelerate & (filled > 0) & jnp.all(jnp.isfinite(x_acc))
+        x_next = jnp.where(ok, jnp.where(use_acc, x_acc, g), c["g"])
+        change = jnp.where(ok, jnp.where(c["have"], _relative_change(op, c["op"]), jnp.inf), c["change"])
+        change = jnp.where(jnp.isnan(change), -1.0, change)
+        # Two failed evaluations in a row (or a failed first one): give up, flagged below.
+        streak = jnp.where(ok, 0, c["streak"] + 1)
+        change = jnp.where((streak >= 2) | (~ok & ~c["have"]), -1.0, change)
+        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
         return dict(
-            x=x_new, g=g_new, op=op_new, dF=dF, dG=dG, it=c["it"] + 1, change=change,
-            filled=jnp.where(restart, 0, c["filled"] + 1), best=jnp.minimum(c["best"], norm_new),
+            x=x_next, g=jnp.where(ok, g, c["g"]), f=jnp.where(ok, f, c["f"]), op=keep(op, c["op"]),
+            phi=jnp.where(ok, ph, c["phi"]), dF=dF, dG=dG, filled=filled, have=c["have"] | ok,
+            best=jnp.where(ok, jnp.minimum(c["best"], norm), c["best"]), it=c["it"] + 1, change=change,
+            streak=streak,
         )
 
     carry = dict(
-        x=x0, g=g1, op=op1, dF=jnp.zeros((m, n)), dG=jnp.zeros((m, n)), it=jnp.asarray(1),
-        change=jnp.asarray(jnp.inf), filled=jnp.asarray(0), best=jnp.linalg.norm(g1 - x0),
+        x=x0, g=x0, f=jnp.zeros(n), op=nan_op, phi=jnp.asarray(jnp.nan), dF=jnp.zeros((m, n)),
+        dG=jnp.zeros((m, n)), filled=jnp.asarray(0), have=jnp.asarray(False), best=jnp.asarray(jnp.inf),
+        it=jnp.asarray(0), change=jnp.asarray(jnp.inf), streak=jnp.asarray(0),
     )
     out = jax.lax.while_loop(cond, body, carry)
     op, change = out["op"], out["change"]
     ok = (change >= 0) & (change <= tol) & _finite(op)
-    return op, out["it"], ok, jnp.where(change >= 0, change, jnp.nan)
+    return op, out["it"], ok, jnp.where(change >= 0, change, jnp.nan), out["phi"]
 
 
 def _finite(op: OrderParameters):
@@ -284,29 +295,39 @@ def _newton(residual_fn, x0, steps: int):
     return x
 
 
-def _starts(chain: Chain, method: str):
+def _starts(chain: Chain, method: str, moments):
     """Initial states of the multi-start: one default plus one per layer."""
-    rho, _ = chain.moments()
+    rho, trho = moments
     rho = jnp.stack([jnp.asarray(r, dtype=jnp.float64) for r in rho])
     L = chain.depth
     if method == "vamp":
         # From v0 = rho (replica-math.md: v0 = 1e-10 makes a2x cancel); the other starts
         # lower one layer's v0 to 1% of its rho.
         v0 = jnp.stack([rho] + [rho.at[k].multiply(0.01) for k in range(L)])
-        return (1.0 / v0, jnp.ones_like(v0))
+        a2z = 1.0 / jnp.stack([jnp.asarray(t, dtype=jnp.float64) for t in trho])  # z uninformed
+        return (1.0 / v0, jnp.broadcast_to(a2z, v0.shape))
     v0 = jnp.stack([jnp.full_like(rho, DELTA)] + [jnp.full_like(rho, DELTA).at[k].set(rho[k]) for k in range(L)])
     return (v0, 1.0 / (2.0 * v0))
 
 
 def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg):
     sweep = _vamp_sweep if method == "vamp" else _fp_sweep
+    moments = chain.moments()
+    trho = [jnp.asarray(t, dtype=jnp.float64) for t in moments[1]]
     if init is None:
-        starts = _starts(chain, method)
+        starts = _starts(chain, method, moments)
     else:
         state = _vamp_state_from(init) if method == "vamp" else (init.V, init.A)
         starts = jax.tree_util.tree_map(lambda x: x[None], state)
-    ops, its, oks, changes = jax.vmap(lambda s: _iterate(sweep, s, chain, tol, max_iter, cfg, method == "vamp"))(starts)
-    phis = jax.vmap(lambda o: phi(o, chain, cfg))(ops)
+    run = lambda s: _iterate(sweep, s, chain, tol, max_iter, cfg, method == "vamp", trho)
+    if jax.default_backend() == "cpu":
+        # One start after the other: the cost is the sum of their iterations, where a
+        # vmapped while loop would run every start as long as the slowest one.
+        ops, its, oks, changes, phis = jax.lax.map(run, starts)
+    else:
+        ops, its, oks, changes, phis = jax.vmap(run)(starts)
+    if method != "vamp":
+        phis = jax.vmap(lambda o: phi(o, chain, cfg))(ops)
     phis = jnp.where(oks & jnp.isfinite(phis), phis, jnp.nan)
     any_ok = jnp.any(oks)
     best = jnp.where(any_ok, jnp.nanargmin(jnp.where(oks, phis, jnp.inf)), 0)
@@ -314,27 +335,52 @@ def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg
     it = its[best]
 
     template = jax.lax.stop_gradient(op)
-    x0 = jax.lax.stop_gradient(_pack(op, chain))
-    residual_fn = _stationarity(chain, template, cfg)
-
-    def solve_fn(f, x):
-        return _newton(f, x, polish_steps) if polish_steps > 0 else x
-
-    def tangent_solve(g, y):
-        return jnp.linalg.solve(jax.jacfwd(g)(y), y)
-
-    x = jax.lax.custom_root(residual_fn, x0, solve_fn, tangent_solve)
-    op = _unpack(x, chain, template)
+    x = jax.lax.stop_gradient(_pack(op, chain))
+    value = jax.lax.stop_gradient(phis[best])
     if polish_steps > 0:
-        residual = jnp.max(jnp.abs(residual_fn(jax.lax.stop_gradient(x))))
+        residual_fn = _stationarity(chain, template, cfg)
+        x = _newton(residual_fn, x, polish_steps)
+        residual = jnp.max(jnp.abs(residual_fn(x)))
         ok = any_ok & oks[best] & (residual < 1e-6)
+        value = phi(_unpack(x, chain, template), chain, cfg)
     else:
-        # Without a polish the stationarity gradient is not compiled at all (it would
-        # double the program); the residual is the iteration's last relative change.
+        # Without a polish neither the stationarity gradient nor phi is compiled into
+        # the forward program (they would double it): the residual is the iteration's
+        # last relative change and the potential the one the iteration reported at its
+        # last evaluation (equal to phi at the returned point to second order in that
+        # change, phi being stationary there).
         residual = changes[best]
         ok = any_ok & oks[best]
-    potential = phi(op, chain, cfg)
+    x, potential = _at_stationary_point(chain, x, value, template, cfg)
+    op = _unpack(x, chain, template)
     return op, potential, ok, it, residual, phis
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _at_stationary_point(chain, x, value, template, cfg):
+    """``(x, value)``: a stationary point of ``phi`` (packed) and ``phi`` there, as
+    functions of ``chain`` for differentiation.
+
+    Derivatives are implicit (the implicit function theorem on ``d phi/dx = 0``:
+    ``dx = -H^{-1} d(d phi/dx)/d chain``, with ``H`` the Hessian of ``phi``), never
+    derivatives of the iterations. The rule is traced only under differentiation, so
+    the forward program carries neither the Hessian nor ``phi``.
+    """
+    return x, value
+
+
+@_at_stationary_point.defjvp
+def _at_stationary_point_jvp(cfg, primals, tangents):
+    chain, x, value, template = primals
+    dchain = tangents[0]
+    potential = lambda y, ch: phi(_unpack(y, ch, template), ch, cfg)
+    gradient = lambda y, ch: jax.grad(potential)(y, ch)
+    hessian = jax.jacfwd(gradient)(x, chain)
+    (v0, r0), (v_dot, r_dot) = jax.jvp(lambda ch: (potential(x, ch), gradient(x, ch)), (chain,), (dchain,))
+    dx = -jnp.linalg.solve(hessian, r_dot)
+    # d value = d phi/d chain + d phi/dx . dx; the second term is zero at an exact
+    # stationary point and keeps the derivative exact at a converged one.
+    return (x, value), (dx, v_dot + jnp.dot(r0, dx))
 
 
 # Compiled once per chain structure and static setting; tol and every number of the

@@ -83,7 +83,10 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
                 lay = jr.solve_layers(figure2_chain(name, eig1, eig2, s, noise), method)
                 return lay.entropy, lay.mutual_information, lay.converged
 
-            H, I, conv = jax.jit(jax.vmap(one))(jnp.asarray(sig))
+            # lax.map, not vmap: a vmapped while loop runs every sigma as long as the
+            # slowest one; on CPU one after the other costs the sum instead.
+            batch = jax.vmap(one) if jax.default_backend() != "cpu" else lambda x: jax.lax.map(one, x)
+            H, I, conv = jax.jit(batch)(jnp.asarray(sig))
         else:
             from jaxreplica.sharding import solve_layers_batched, stack_chains
 
