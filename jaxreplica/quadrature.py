@@ -62,18 +62,23 @@ class QuadratureConfig:
 
     bulk_segments: int = 12
     half_width: float = 10.0
-    grades: int = 14
-    grade_ratio: float = 3.0
+    grades: int = 8
+    grade_ratio: float = 8.0
     legendre: int = 6
     hermite_w: int = 12
     hermite_xi: int = 24
     # The last layer's average is only two-dimensional: refine it twice as finely.
     output_grade_ratio: float = 2.0
     output_grades: int = 22
+    output_hermite_w: int = 12
+    # Graded segments reach from the kink's scale to the rule's far end (ratio capped
+    # at grade_ratio); False: fixed ratio grade_ratio, whatever the reach.
+    adaptive_grading: bool = True
 
     def for_output(self) -> "QuadratureConfig":
         return dataclasses.replace(
-            self, grade_ratio=self.output_grade_ratio, grades=self.output_grades, legendre=self.legendre + 2
+            self, grade_ratio=self.output_grade_ratio, grades=self.output_grades, legendre=self.legendre + 2,
+            hermite_w=self.output_hermite_w,
         )
 
 
@@ -98,11 +103,20 @@ def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig):
     # an average that is itself tiny (an mmse of 1e-23) may live entirely there.
     far = 1.5 * half
     pts = [jnp.linspace(-half, half, cfg.bulk_segments + 1)]
-    grades = cfg.grade_ratio ** np.arange(cfg.grades)
+    powers = np.arange(cfg.grades) / max(cfg.grades - 1, 1)
     scales = scale if isinstance(scale, (tuple, list)) else [scale] * len(kinks)
     for k, sc in zip(kinks, scales):
         k = jnp.asarray(k, dtype=jnp.float64)
-        offsets = sc * grades
+        sc = jnp.asarray(sc, dtype=jnp.float64)
+        if cfg.adaptive_grading:
+            # Geometric from `sc` to the far end of the rule seen from the kink, so that
+            # no graded segment falls outside it; the ratio is capped at grade_ratio
+            # (beyond the reach of the capped grading the bulk segments take over).
+            reach = far + jnp.abs(k)
+            ratio = jnp.clip((reach / sc) ** (1.0 / max(cfg.grades - 1, 1)), 1.0, cfg.grade_ratio)
+            offsets = sc * ratio ** (powers * max(cfg.grades - 1, 1))
+        else:
+            offsets = sc * cfg.grade_ratio ** np.arange(cfg.grades)
         pts.append(jnp.clip(jnp.stack([k]), -far, far))
         pts.append(jnp.clip(k - offsets, -far, far))
         pts.append(jnp.clip(k + offsets, -far, far))

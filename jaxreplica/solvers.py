@@ -170,6 +170,7 @@ def _relative_change(new: OrderParameters, old: OrderParameters):
 
 
 ANDERSON_MEMORY = 3
+GROWTH = 1.0
 
 
 def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=None):
@@ -212,7 +213,7 @@ def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=Non
         g, op, ph, ok = G(c["x"])
         f = g - c["x"]
         norm = jnp.linalg.norm(f)
-        restart = ~ok | (norm > 10.0 * c["best"])
+        restart = ~ok | (norm > 10.0 * c["best"]) | (norm > GROWTH * c["last"])
         push = ok & c["have"] & ~restart
         slot = c["filled"] % m
         dF = jnp.where(restart, 0.0, jnp.where(push, c["dF"].at[slot].set(f - c["f"]), c["dF"]))
@@ -235,12 +236,14 @@ def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=Non
             x=x_next, g=jnp.where(ok, g, c["g"]), f=jnp.where(ok, f, c["f"]), op=keep(op, c["op"]),
             phi=jnp.where(ok, ph, c["phi"]), dF=dF, dG=dG, filled=filled, have=c["have"] | ok,
             best=jnp.where(ok, jnp.minimum(c["best"], norm), c["best"]), it=c["it"] + 1, change=change,
+            last=jnp.where(ok, norm, c["last"]),
             streak=streak,
         )
 
     carry = dict(
         x=x0, g=x0, f=jnp.zeros(n), op=nan_op, phi=jnp.asarray(jnp.nan), dF=jnp.zeros((m, n)),
         dG=jnp.zeros((m, n)), filled=jnp.asarray(0), have=jnp.asarray(False), best=jnp.asarray(jnp.inf),
+        last=jnp.asarray(jnp.inf),
         it=jnp.asarray(0), change=jnp.asarray(jnp.inf), streak=jnp.asarray(0),
     )
     out = jax.lax.while_loop(cond, body, carry)
@@ -328,6 +331,10 @@ def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg
         ops, its, oks, changes, phis = jax.vmap(run)(starts)
     if method != "vamp":
         phis = jax.vmap(lambda o: phi(o, chain, cfg))(ops)
+    # A start that ends with an error held at the floor has run into the trivial
+    # perfect-recovery point of a discrete input (V = 0, tA = infinity), where the
+    # potential is not computable; it does not count as converged.
+    oks = oks & jnp.all(ops.V > 1e10 * V_FLOOR, axis=-1)
     phis = jnp.where(oks & jnp.isfinite(phis), phis, jnp.nan)
     any_ok = jnp.any(oks)
     best = jnp.where(any_ok, jnp.nanargmin(jnp.where(oks, phis, jnp.inf)), 0)
