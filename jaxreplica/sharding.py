@@ -14,8 +14,9 @@ How it runs (:func:`sharded_vmap`):
 2. it is placed on the mesh as a global array sharded ``PartitionSpec("batch")``
    (``jax.make_array_from_callback``, which also works when the mesh spans several
    processes, see the README's multi-host section);
-3. one ``jax.jit``-compiled ``jax.shard_map`` runs ``jax.vmap(fn)`` on each device's
-   ``ceil(B/D)`` elements. ``shard_map`` (not a plain sharded ``jit``) keeps every
+3. one ``jax.jit``-compiled ``jax.shard_map`` runs ``fn`` on each device's
+   ``ceil(B/D)`` elements (``jax.lax.map`` on CPU devices, ``jax.vmap`` on
+   accelerators). ``shard_map`` (not a plain sharded ``jit``) keeps every
    device's ``while_loop`` local: a vmapped ``while_loop`` runs until its slowest
    element has converged, and under a sharded ``jit`` that "any element still
    running?" test would become a cross-device reduction at every iteration, making
@@ -188,7 +189,12 @@ def _compiled(fn: Callable, mesh: Mesh):
     batch = NamedSharding(mesh, PartitionSpec(axis))
     # check_vma=False: the body has no collectives (each device solves its own slice),
     # and the solver's while_loops mix per-element and constant carries.
-    local = jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=PartitionSpec(axis), out_specs=PartitionSpec(axis),
+    # On CPU each device runs its elements one after the other (lax.map: the cost is the
+    # sum of their iterations; a vmapped while_loop runs every element as long as the
+    # slowest one). On accelerators the elements are vmapped.
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    per_device = (lambda xs: jax.lax.map(fn, xs)) if on_cpu else jax.vmap(fn)
+    local = jax.shard_map(per_device, mesh=mesh, in_specs=PartitionSpec(axis), out_specs=PartitionSpec(axis),
                           check_vma=False)
     return jax.jit(local, in_shardings=batch, out_shardings=batch)
 

@@ -337,7 +337,14 @@ def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg
     oks = oks & jnp.all(ops.V > 1e10 * V_FLOOR, axis=-1)
     phis = jnp.where(oks & jnp.isfinite(phis), phis, jnp.nan)
     any_ok = jnp.any(oks)
-    best = jnp.where(any_ok, jnp.nanargmin(jnp.where(oks, phis, jnp.inf)), 0)
+    # Smallest phi (Claim 1). Starts within round-off of the smallest phi are tied; the
+    # tie goes to the one with the smallest errors V: the fixed-point scheme has a
+    # degenerate uninformed point (V = rho, tV = tA = theta = 0 on a layer) whose phi
+    # can equal the true one to the last digit.
+    pmin = jnp.nanmin(jnp.where(oks, phis, jnp.inf))
+    tied = oks & (phis <= pmin + 1e-11 * (1.0 + jnp.abs(pmin)))
+    size = jnp.sum(jnp.log(jnp.maximum(ops.V, TINY)), axis=-1)
+    best = jnp.where(any_ok, jnp.argmin(jnp.where(tied, size, jnp.inf)), 0)
     op = jax.tree_util.tree_map(lambda x: x[best], ops)
     it = its[best]
 
