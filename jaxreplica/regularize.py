@@ -23,7 +23,7 @@ replica-math.md section 2)::
 
 which costs one gradient of ``phi`` per penalised layer (``gradient="envelope"``, the
 default). ``gradient="implicit"`` differentiates ``jr.solve`` itself, whose fixed
-point goes through ``jax.lax.custom_root`` (implicit function theorem: one linear
+point is an implicit function of the chain (the engine's ``custom_jvp``: one linear
 solve with the Hessian of ``phi``); both agree with finite differences
 (tests/test_regularize.py). The solve itself always runs on
 ``stop_gradient``-ed inputs, warm-started from the fixed points kept in a
@@ -404,7 +404,7 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
         if penalty.gradient == "envelope":
             _, value = envelope_quantities(chain, point)
         else:
-            # the engine's implicit derivative (custom_root); from the converged point the
+            # the engine's implicit derivative (custom_jvp); from the converged point the
             # iteration stops at once, so this adds one sweep and the tangent solve.
             value = jr.solve(chain, penalty.method, init=point, tol=penalty.tol,
                              max_iter=penalty.max_iter).last_layer_information

@@ -7,14 +7,14 @@ Two iterations of the saddle-point equations (replica-math.md, section 5):
 * ``"fixed_point"``: the paper's scheme, with the ensemble's ``theta`` from a bracketed
   root-finder.
 
-Both run every initial condition of the multi-start at once (``vmap``) to full
-convergence inside one ``lax.while_loop``, keep the stationary point of smallest
-``phi`` (Claim 1 of the paper), then polish it with Newton's method on the
-stationarity conditions ``d phi / d(order parameters) = 0``. The polished point is
-returned through ``jax.lax.custom_root``, so derivatives of anything computed from
-it (the entropy, the MMSE) are implicit derivatives, never derivatives of the
-iterations. Nothing inside raises: ``converged``, ``iterations`` and ``residual``
-report how it went.
+Both run every initial condition of the multi-start to full convergence, each inside
+one ``lax.while_loop`` (one after the other on CPU, ``vmap``-ed on accelerators), keep
+the stationary point of smallest ``phi`` (Claim 1 of the paper), optionally polish it
+with Newton's method on the stationarity conditions ``d phi / d(order parameters) =
+0``, and return it through a ``custom_jvp`` whose rule is the implicit function
+theorem, so derivatives of anything computed from it (the entropy, the MMSE) are
+implicit derivatives, never derivatives of the iterations. Nothing inside raises:
+``converged``, ``iterations`` and ``residual`` report how it went.
 """
 
 from __future__ import annotations
