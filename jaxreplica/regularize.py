@@ -572,7 +572,9 @@ class DesignResult:
     * ``cold_entropy``, ``cold_information``: the same quantities from a cold multi-start
       solve at ``params`` (Claim 1's smallest-``phi`` stationary point). The steps are
       warm-started and could follow another stationary point; a difference between the
-      two says so.
+      two says so;
+    * ``restarts``: how often the run went on from a cold point because the warm steps
+      had followed another branch.
     """
 
     params: Any
@@ -585,12 +587,13 @@ class DesignResult:
     fixed_point: Any
     cold_entropy: float = math.nan
     cold_information: float = math.nan
+    restarts: int = 0
 
 
 def design(chain_fn: Callable[[Any], Any], params, loss: Callable[[jax.Array, jax.Array], jax.Array], *,
            optimizer: optax.GradientTransformation | None = None, steps: int = 100,
            stop: Callable[[dict], bool] | None = None, project: Callable[[Any], Any] | None = None,
-           method: str = "vamp", tol: float = 1e-11, max_iter: int = 3000) -> DesignResult:
+           method: str = "vamp", tol: float = 1e-11, max_iter: int = 3000, max_restarts: int = 3) -> DesignResult:
     """Minimise ``loss(H(T_L), I(T_L; T_{L-1}))`` over the parameters of a chain with an optax optimiser.
 
     ``chain_fn(params) -> jr.Chain`` builds the chain from a pytree of parameters
@@ -607,9 +610,12 @@ def design(chain_fn: Callable[[Any], Any], params, loss: Callable[[jax.Array, ja
     (``optax.adam(1e-2)``, ...) ignore the extra arguments.
 
     A step whose solve does not converge makes no update and is counted. The steps are
-    warm-started, which can in principle follow a stationary point of ``phi`` that is not
-    the smallest one; the result carries a cold multi-start check at the final point
-    (``cold_entropy``, ``cold_information``).
+    warm-started, which can follow a stationary point of ``phi`` that is not the
+    smallest one (the Figure-2 hardtanh chain has two branches near ``sigma = 2.5``).
+    When the run ends, a cold multi-start solve at the final point checks the branch;
+    if it differs, the run goes on from the cold point with a fresh optimiser state (at
+    most ``max_restarts`` times, within the same ``steps`` budget). The result carries
+    that last check (``cold_entropy``, ``cold_information``) and ``restarts``.
     ``stop(info)`` is asked after every converged step with ``info`` holding ``params``,
     ``loss``, ``entropy``, ``information`` and ``grad`` (of ``loss``) at the evaluated
     point, and ends the run when true. One compilation per call.
@@ -651,32 +657,46 @@ def design(chain_fn: Callable[[Any], Any], params, loss: Callable[[jax.Array, ja
     opt_state = tx.init(params)
     trace = {k: [] for k in ("params", "loss", "entropy", "information", "grad", "converged")}
     done, failed, p = False, 0, params
-    evaluated, n = params, 0
-    for n in range(1, steps + 1):
-        evaluated = p
-        new_p, opt_state, op, value, h, i, g, ok = step(p, opt_state, op)
-        ok = bool(ok)
-        info = {"params": p, "loss": float(value), "entropy": float(h), "information": float(i), "grad": g}
-        for k in ("params", "grad"):
-            trace[k].append(jax.tree_util.tree_map(np.asarray, info[k]))
-        for k in ("loss", "entropy", "information"):
-            trace[k].append(info[k])
-        trace["converged"].append(ok)
-        if not ok:
-            failed += 1
-        elif stop is not None and stop(info):
-            done = True
+    evaluated, n, restarts = params, 0, 0
+    check = None
+    while True:
+        while n < steps:
+            n += 1
+            evaluated = p
+            new_p, opt_state, op, value, h, i, g, ok = step(p, opt_state, op)
+            ok = bool(ok)
+            info = {"params": p, "loss": float(value), "entropy": float(h), "information": float(i), "grad": g}
+            for k in ("params", "grad"):
+                trace[k].append(jax.tree_util.tree_map(np.asarray, info[k]))
+            for k in ("loss", "entropy", "information"):
+                trace[k].append(info[k])
+            trace["converged"].append(ok)
+            if not ok:
+                failed += 1
+            elif stop is not None and stop(info):
+                done = True
+                break
+            p = new_p
+        # Cold multi-start at the point reached: the warm-started steps may have followed
+        # a stationary point of phi that is not the smallest one (a first-order
+        # transition between branches). If so, go on from the cold point.
+        check = jr.solve(chain_fn(evaluated), method, tol=tol, max_iter=max_iter)
+        last_h = trace["entropy"][-1] if trace["entropy"] else math.nan
+        same = bool(check.converged) and abs(float(check.entropy) - last_h) <= 1e-7 * (1.0 + abs(last_h))
+        if same or not bool(check.converged) or n >= steps or restarts >= max_restarts:
             break
-        p = new_p
+        restarts += 1
+        done = False
+        p, op, opt_state = evaluated, check.fixed_point, tx.init(evaluated)
     stacked = {k: (jax.tree_util.tree_map(lambda *xs: np.stack(xs), *v) if k in ("params", "grad") else np.asarray(v))
                for k, v in trace.items() if v}
     last = n - 1
-    check = jr.solve(chain_fn(evaluated), method, tol=tol, max_iter=max_iter)
     return DesignResult(params=evaluated, entropy=float(trace["entropy"][last]) if trace["entropy"] else math.nan,
                         information=float(trace["information"][last]) if trace["information"] else math.nan,
                         done=done, steps=n, not_converged=failed, trace=stacked, fixed_point=op,
                         cold_entropy=float(check.entropy) if bool(check.converged) else math.nan,
-                        cold_information=float(check.last_layer_information) if bool(check.converged) else math.nan)
+                        cold_information=float(check.last_layer_information) if bool(check.converged) else math.nan,
+                        restarts=restarts)
 
 
 def _max_abs(tree) -> float:

@@ -3,8 +3,8 @@
 Two layers of width ``n`` with ``x ~ N(0, I)``, weights ``sigma W_k`` where ``W_k`` has
 i.i.d. ``N(0, 1/n)`` entries (the reference's demo draw: NumPy's legacy generator
 seeded with ``seed``, two ``randn(n, n)/sqrt(n)`` matrices), noise ``noise`` before the
-last activation, no noise on the hidden layer. One compiled ``vmap`` over ``sigma``
-per activation; with ``devices`` the sigmas are split over devices
+last activation, no noise on the hidden layer. One compiled program over ``sigma``
+per activation (``lax.map`` on CPU, ``vmap`` on accelerators); with ``devices`` the sigmas are split over devices
 (:func:`jaxreplica.sharding.solve_layers_batched`).
 """
 
@@ -45,10 +45,12 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
     """Replica ``H(T_1)``, ``H(T_2)`` (and ``I(X; T_l)``) for every activation and sigma.
 
     Returns a dict with ``sigmas`` and, per activation, arrays ``H1, H2, I1, I2``,
-    ``converged`` and the wall time of that activation (compilation included).
+    ``converged`` and the wall time until that activation's solves were done (they run
+    concurrently); ``compile_seconds`` is the time spent tracing and compiling (all
+    activations, concurrently).
 
-    ``devices=None`` (default) runs one jitted ``vmap`` over the sigmas on the default
-    device. ``devices="all"``, an ``int`` or a list of ``jax.Device`` builds one chain per
+    ``devices=None`` (default) runs one compiled program per activation over the sigmas
+    on the default device (``lax.map`` on CPU, ``vmap`` on accelerators). ``devices="all"``, an ``int`` or a list of ``jax.Device`` builds one chain per
     sigma (concrete spectra), stacks them and solves them with
     :func:`jaxreplica.sharding.solve_layers_batched`, the sigmas split over those
     devices (every process's, when ``jax.distributed`` is initialized); the result
@@ -73,20 +75,56 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
         mesh = batch_mesh(devices)
         out["devices"] = describe_mesh(mesh)
         out["processes"] = jax.process_count()
-    bar = tqdm(activations, desc="sweep", disable=not progress)
-    for name in bar:
-        bar.set_postfix_str(name)
-        start = time.perf_counter()
+    compiled = {}
+    if mesh is None:
+        # One program per activation (lax.map over the sigmas on CPU: a vmapped while
+        # loop runs every sigma as long as the slowest one). They are traced here and
+        # compiled concurrently in threads (XLA compiles without the GIL), so a 2-core
+        # machine compiles two at a time.
+        from concurrent.futures import ThreadPoolExecutor
 
-        if mesh is None:
+        xs = jnp.asarray(sig)
+
+        def program(name):
             def one(s):
                 lay = jr.solve_layers(figure2_chain(name, eig1, eig2, s, noise), method)
                 return lay.entropy, lay.mutual_information, lay.converged
 
-            # lax.map, not vmap: a vmapped while loop runs every sigma as long as the
-            # slowest one; on CPU one after the other costs the sum instead.
-            batch = jax.vmap(one) if jax.default_backend() != "cpu" else lambda x: jax.lax.map(one, x)
-            H, I, conv = jax.jit(batch)(jnp.asarray(sig))
+            batch = jax.vmap(one) if jax.default_backend() != "cpu" else (lambda x: jax.lax.map(one, x))
+            return jax.jit(batch).lower(xs)
+
+        start = time.perf_counter()
+        lowered = {name: program(name) for name in activations}
+        with ThreadPoolExecutor(max_workers=len(activations)) as pool:
+            futures = {name: pool.submit(low.compile) for name, low in lowered.items()}
+            bar = tqdm(total=len(activations), desc="compile", disable=not progress)
+            compiled = {}
+            for name, f in futures.items():
+                compiled[name] = f.result()
+                bar.update()
+            bar.close()
+            out["compile_seconds"] = time.perf_counter() - start
+            # The solves run concurrently too (each program is one thread of work).
+            start = time.perf_counter()
+
+            def execute(name):
+                res = jax.block_until_ready(compiled[name](xs))
+                return res, time.perf_counter() - start
+
+            running = {name: pool.submit(execute, name) for name in activations}
+            results = {}
+            bar = tqdm(total=len(activations), desc="sweep", disable=not progress)
+            for name in activations:
+                bar.set_postfix_str(name)
+                results[name] = running[name].result()
+                bar.update()
+            bar.close()
+    bar = tqdm(activations, desc="sweep", disable=not progress or mesh is None)
+    for name in bar:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        if mesh is None:
+            (H, I, conv), seconds = results[name]
         else:
             from jaxreplica.sharding import solve_layers_batched, stack_chains
 
@@ -98,7 +136,7 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
             "H1": H[:, 0].tolist(), "H2": H[:, 1].tolist(),
             "I1": np.asarray(I)[:, 0].tolist(), "I2": np.asarray(I)[:, 1].tolist(),
             "converged": np.asarray(conv).tolist(),
-            "seconds": time.perf_counter() - start,
+            "seconds": seconds if mesh is None else time.perf_counter() - start,
         }
     return out
 
