@@ -73,6 +73,7 @@ def bench_case(preset: str, kwargs: dict, epochs: int) -> dict:
         "ratio": track_s / epoch_s,
         "mean_iterations": float(np.mean(hist.iterations[2:])),
         "nan_entries": int(np.isnan(hist.mutual_information).sum()),
+        "failures": [[int(e), int(l), str(r)] for e, l, r in hist.failures[:10]],
         "total_s": total,
     }
 

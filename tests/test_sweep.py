@@ -1,0 +1,45 @@
+"""The main job, ``jaxreplica sweep``, at a small size (the default path: no --devices)."""
+
+import json
+
+import numpy as np
+
+import jaxreplica as jr
+from jaxreplica.sweeps import demo_spectra, figure2_chain
+
+
+def test_sweep_command_small(tmp_path, capsys):
+    from jaxreplica.cli import main
+
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--activations", "linear,relu", "--width", "40", "--sigmas", "0.5,2",
+                 "--out", str(out), "--no-progress"]) == 0
+    for name in ("sweep.csv", "sweep.json", "sweep.png"):
+        assert (out / name).exists()
+    result = json.loads((out / "sweep.json").read_text())
+    assert result["sigmas"] == [0.5, 2.0] and result["compile_seconds"] > 0
+    eig1, eig2 = demo_spectra(40, 42)
+    for name in ("linear", "relu"):
+        curve = result["curves"][name]
+        assert np.all(curve["converged"])
+        for i, s in enumerate(result["sigmas"]):
+            lay = jr.solve_layers(figure2_chain(name, eig1, eig2, s))
+            assert abs(curve["H1"][i] - float(lay.entropy[0])) < 1e-10
+            assert abs(curve["H2"][i] - float(lay.entropy[1])) < 1e-10
+            assert abs(curve["I2"][i] - float(lay.mutual_information[1])) < 1e-10
+    # linear, one layer: the replica entropy is the log-determinant
+    for i, s in enumerate(result["sigmas"]):
+        exact = 0.5 * np.mean(np.log1p(s * s * eig1 / 1e-5)) + 0.5 * np.log(2 * np.pi * np.e * 1e-5)
+        assert abs(result["curves"]["linear"]["H1"][i] - exact) < 1e-9
+    assert "8 entropies" in capsys.readouterr().out
+
+
+def test_sweep_command_rejects_bad_input(tmp_path):
+    from jaxreplica.cli import main
+
+    import pytest
+
+    with pytest.raises((SystemExit, ValueError)):
+        main(["sweep", "--activations", "tanh", "--width", "10", "--out", str(tmp_path), "--no-progress"])
+    with pytest.raises((SystemExit, ValueError)):
+        main(["sweep", "--width", "0", "--out", str(tmp_path), "--no-progress"])
