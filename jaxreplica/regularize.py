@@ -442,18 +442,9 @@ def make_regularized_step(graphdef, tx: optax.GradientTransformation, loss: str,
     ``mutual_information`` ``(n,)``, ``not_converged`` (layers), ``nonfinite``
     (gradient entries). Pure and jittable.
     """
-    from flax import nnx
+    from .train import task_objective as _task_objective
 
-    from .train import loss_function
-
-    per_sample = loss_function(loss)
-
-    def task_objective(params, frozen, x, y):
-        model = nnx.merge(graphdef, params, frozen)
-        value = jnp.mean(per_sample(model.logits(x), y))
-        if extra_penalty is not None:
-            value = value + extra_penalty(params)
-        return value
+    task_objective = _task_objective(graphdef, loss, extra_penalty)
 
     def info_objective(params, pstate):
         return information_penalty(singular_values(params, penalty.depth), penalty, pstate)

@@ -98,14 +98,8 @@ def loss_function(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {name!r}")
 
 
-def make_step(graphdef, tx: optax.GradientTransformation, loss: str,
-              penalty: Callable[[nnx.State], jax.Array] | None = None):
-    """One optimizer step ``(params, opt_state, frozen, x, y) -> (params, opt_state, loss)``.
-
-    Objective on a batch: ``L(params) = mean_i loss(z_L(x_i), y_i) + penalty(params)``
-    (``penalty`` optional, any differentiable scalar function of the trainable
-    parameters). Pure: can be ``jit``-ed, ``scan``-ned, or given sharded batches.
-    """
+def task_objective(graphdef, loss: str, penalty: Callable[[nnx.State], jax.Array] | None = None):
+    """``(params, frozen, x, y) -> mean_i loss(z_L(x_i), y_i) [+ penalty(params)]`` on a batch."""
     per_sample = loss_function(loss)
 
     def objective(params, frozen, x, y):
@@ -114,6 +108,19 @@ def make_step(graphdef, tx: optax.GradientTransformation, loss: str,
         if penalty is not None:
             value = value + penalty(params)
         return value
+
+    return objective
+
+
+def make_step(graphdef, tx: optax.GradientTransformation, loss: str,
+              penalty: Callable[[nnx.State], jax.Array] | None = None):
+    """One optimizer step ``(params, opt_state, frozen, x, y) -> (params, opt_state, loss)``.
+
+    Objective on a batch: ``L(params) = mean_i loss(z_L(x_i), y_i) + penalty(params)``
+    (``penalty`` optional, any differentiable scalar function of the trainable
+    parameters). Pure: can be ``jit``-ed, ``scan``-ned, or given sharded batches.
+    """
+    objective = task_objective(graphdef, loss, penalty)
 
     def step(params, opt_state, frozen, x, y):
         value, grads = jax.value_and_grad(objective)(params, frozen, x, y)
