@@ -170,7 +170,8 @@ def _relative_change(new: OrderParameters, old: OrderParameters):
 
 
 ANDERSON_MEMORY = 3
-GROWTH = 1.0
+GROWTH = 2.0  # a residual this many times the last one clears the memory
+REACH = 5.0  # an extrapolation moves no log-message by more than this beyond the plain step
 
 
 def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=None):
@@ -222,8 +223,8 @@ def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=Non
         gram = dF @ dF.T
         reg = 1e-12 * (jnp.trace(gram) + 1e-300)
         gamma = jnp.linalg.solve(gram + reg * jnp.eye(m), dF @ f)
-        # An extrapolation moves no message by more than a factor e beyond the plain step.
-        x_acc = g + jnp.clip(-dG.T @ gamma, -1.0, 1.0)
+        # An extrapolation moves no message by more than a factor e^REACH beyond the plain step.
+        x_acc = g + jnp.clip(-dG.T @ gamma, -REACH, REACH)
         use_acc = accelerate & (filled > 0) & jnp.all(jnp.isfinite(x_acc))
         x_next = jnp.where(ok, jnp.where(use_acc, x_acc, g), c["g"])
         change = jnp.where(ok, jnp.where(c["have"], _relative_change(op, c["op"]), jnp.inf), c["change"])
