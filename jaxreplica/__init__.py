@@ -11,7 +11,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from jaxreplica.priors import Normal, Bimodal, SpikeSlab  # noqa: E402
-from jaxreplica.channels import Linear, ReLU, LeakyReLU, HardTanh, Probit  # noqa: E402
+from jaxreplica.channels import Linear, ReLU, LeakyReLU, HardTanh, Probit, Switched  # noqa: E402
 from jaxreplica.ensembles import Gaussian, Empirical  # noqa: E402
 from jaxreplica.chain import Chain  # noqa: E402
 from jaxreplica.potential import OrderParameters, phi  # noqa: E402
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Normal", "Bimodal", "SpikeSlab",
-    "Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit",
+    "Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched",
     "Gaussian", "Empirical", "Chain", "OrderParameters", "phi", "QuadratureConfig",
     "Solution", "LayerSolutions", "solve", "solve_layers", "stationarity", "exact", "estimators",
 ]

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr
 
-from jaxreplica._struct import check, pytree
+from jaxreplica._struct import check, concrete, pytree
 from jaxreplica.quadrature import (
     DEFAULT,
     QuadratureConfig,
@@ -51,7 +51,7 @@ from jaxreplica.quadrature import (
     BIG,
 )
 
-__all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit"]
+__all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched"]
 
 INF = jnp.inf
 LOG_2PI = math.log(2.0 * math.pi)
@@ -381,3 +381,58 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
 
 
 Probit.hidden_functions = lambda self, A, V, rho, cfg=DEFAULT: _probit_hidden(self, A, V, rho, cfg)
+
+
+@pytree
+class Switched(_Channel):
+    """The channel ``options[index]`` with noise ``noise``, where ``index`` is data.
+
+    A chain of ``Switched`` layers has one structure whatever the activation, so one
+    compiled program serves every activation of ``options`` (the Figure-2 sweep
+    compiles its solver once instead of once per activation). Each method is a
+    ``lax.switch`` over the options: under ``lax.map`` or a plain call only the
+    chosen branch runs; under ``vmap`` with a batched ``index`` every branch runs.
+
+    Args:
+      options: channels (each option's own ``noise`` is ignored: ``noise`` below is
+        used).
+      index: which option, an integer (clamped to the options' range inside ``jit``).
+      noise: variance of the noise before the activation.
+    """
+
+    options: tuple
+    index: int = 0
+    noise: float = 0.0
+
+    def __post_init__(self):
+        opts = tuple(self.options)
+        if not opts or not all(isinstance(o, _Channel) and not isinstance(o, Switched) for o in opts):
+            raise ValueError("options must be a non-empty sequence of channels (Linear, ReLU, ...), not Switched")
+        object.__setattr__(self, "options", opts)
+        index = concrete(self.index)
+        if index is not None and not (index.shape == () and index == int(index) and 0 <= index < len(opts)):
+            raise ValueError(f"index must be an integer in [0, {len(opts)}) (got {self.index!r})")
+        _validate(self.noise)
+
+    def _switch(self, method: str, args, cfg=None):
+        extra = () if cfg is None else (cfg,)
+        branches = [
+            lambda a, o=o: getattr(o.replace(noise=self.noise), method)(*a, *extra) for o in self.options
+        ]
+        return jax.lax.switch(jnp.asarray(self.index, dtype=jnp.int32), branches, _f64(*args))
+
+    def activation(self, y):
+        return self._switch("activation", (y,))
+
+    def second_moment(self, rho):
+        return self._switch("second_moment", (rho,))
+
+    def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        return self._switch("output_functions", (V, rho), cfg)
+
+    def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        return self._switch("hidden_functions", (A, V, rho), cfg)
+
+
+def _f64(*xs):
+    return tuple(jnp.asarray(x, dtype=jnp.float64) for x in xs)

@@ -114,3 +114,24 @@ def test_bad_input_raises_with_parameter_name():
         jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.ReLU(noise=0.0))])
     with pytest.raises(ValueError, match="method"):
         jr.solve(jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.Linear(noise=0.1))]), method="newton")
+
+
+def test_switched_channel_equals_its_options():
+    """Every scalar function of ``Switched(options, index)`` is that of ``options[index]``
+    (with the switch's noise), inside ``jit`` with a traced index; bad input names the field."""
+    opts = (jr.Linear(), jr.HardTanh(threshold=0.7), jr.ReLU(), jr.Probit(), jr.LeakyReLU(slope=0.2))
+    calls = [("second_moment", (0.7,)), ("output_functions", (0.1, 0.7)), ("hidden_functions", (2.0, 0.1, 0.7)),
+             ("activation", (np.linspace(-2.0, 2.0, 7),))]
+    for method, args in calls:
+        run = jax.jit(lambda i, *a, method=method: getattr(jr.Switched(options=opts, index=i, noise=1e-3), method)(*a))
+        for i, opt in enumerate(opts):
+            got = jax.tree_util.tree_leaves(run(i, *args))
+            want = jax.tree_util.tree_leaves(getattr(opt.replace(noise=1e-3), method)(*args))
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="index"):
+        jr.Switched(options=opts, index=5)
+    with pytest.raises(ValueError, match="options"):
+        jr.Switched(options=())
+    with pytest.raises(ValueError, match="noise"):
+        jr.Switched(options=opts, noise=-1.0)
