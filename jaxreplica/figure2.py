@@ -12,8 +12,9 @@ layer's activation; the hidden layer is noiseless:
 For every activation (linear, hardtanh, ReLU) and ``sigma`` it computes, per input
 unit (``H / n_0``, nats):
 
-* ``replica``: ``jr.solve_layers`` of the chain with the empirical spectra of
-  ``sigma W_k``, shape ``(2,)`` (each truncated chain carries the last noise);
+* ``replica``: ``H(T_1), H(T_2)`` of the chain with the empirical spectra of
+  ``sigma W_k`` (each truncated chain carries the last noise), from
+  :func:`jaxreplica.sweeps.replica_curves`, the program ``jaxreplica sweep`` runs;
 * ``exact`` (linear only): the log-determinant ``jr.exact.gaussian_chain``;
 * ``knn``: Kozachenko-Leonenko on ``n_samples`` samples of ``T_l``;
 * ``pairwise``: the KL pairwise bound (Kolchinsky & Tracey) of a Gaussian mixture
@@ -45,6 +46,7 @@ import numpy as np
 
 import jaxreplica as jr
 from jaxreplica import estimators as est
+from jaxreplica.sweeps import draw_weights, replica_curves, spectra
 
 ACTIVATIONS = ("linear", "hardtanh", "relu")
 DEFAULT_SIGMAS = tuple(float(s) for s in np.logspace(-1, 1, 9))
@@ -54,42 +56,6 @@ _FUNCTIONS = {
     "hardtanh": lambda z: jnp.clip(z, -1.0, 1.0),
     "relu": lambda z: jnp.maximum(z, 0.0),
 }
-_CHANNELS = {"linear": jr.Linear, "hardtanh": jr.HardTanh, "relu": jr.ReLU}
-
-
-def draw_weights(width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``W_1, W_2`` of shape ``(width, width)``, entries ``N(0, 1/width)``, at ``sigma = 1``."""
-    rng = np.random.RandomState(seed)
-    return tuple(rng.randn(width, width) / np.sqrt(width) for _ in range(2))
-
-
-def figure2_chain(activation: str, eig1, eig2, sigma, noise: float) -> jr.Chain:
-    """The two-layer chain with spectra ``sigma^2 eig_k``, noiseless hidden layer."""
-    channel = _CHANNELS[activation]
-    return jr.Chain(
-        prior=jr.Normal(mean=0.0, var=1.0),
-        layers=[
-            (jr.Empirical(eigenvalues=eig1 * sigma**2, alpha=1.0), channel(noise=0.0)),
-            (jr.Empirical(eigenvalues=eig2 * sigma**2, alpha=1.0), channel(noise=noise)),
-        ],
-    )
-
-
-def _replica(activation, eig1, eig2, sigmas, noise, method, on_step=None):
-    """Replica ``H(T_1), H(T_2)`` for each sigma, one chain (with concrete spectra) at a time.
-
-    A loop rather than a ``vmap``: under ``vmap`` the solver's ``while_loop`` runs
-    every sigma as long as the slowest one.  The solver compiles once per
-    activation; later sigmas reuse it.
-    """
-    entropy, converged = [], []
-    for sigma in sigmas:
-        lay = jr.solve_layers(figure2_chain(activation, eig1, eig2, float(sigma), noise), method)
-        entropy.append(np.asarray(lay.entropy))
-        converged.append(np.asarray(lay.converged))
-        if on_step is not None:
-            on_step()
-    return np.stack(entropy), np.stack(converged)
 
 
 def _exact_linear(w1, w2, sigmas, noise):
@@ -148,8 +114,7 @@ def compute_figure2(
     seconds = {"weights_and_spectra": 0.0, "replica": 0.0, "exact": 0.0, "samples": 0.0, "knn": 0.0, "pairwise": 0.0}
     t0 = time.perf_counter()
     w1, w2 = draw_weights(width, seed)
-    eig1 = np.clip(np.linalg.eigvalsh(w1.T @ w1), 0.0, None)
-    eig2 = np.clip(np.linalg.eigvalsh(w2.T @ w2), 0.0, None)
+    eig1, eig2 = spectra((w1, w2))
     seconds["weights_and_spectra"] = time.perf_counter() - t0
 
     key_x, key_1, key_2 = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -158,16 +123,17 @@ def compute_figure2(
     xi2 = jnp.sqrt(noise) * jax.random.normal(key_2, (n_samples, width))
     w1j, w2j = jnp.asarray(w1), jnp.asarray(w2)
 
+    # The replica curves: the sweep's one compiled program (jaxreplica.sweeps), so that
+    # they are the values `jaxreplica sweep` prints for the same settings.
+    t = time.perf_counter()
+    replicas = replica_curves(list(activations), sigmas, eig1, eig2, noise, method, progress=progress)[0]
+    seconds["replica"] = time.perf_counter() - t
     n0 = float(width)
     exact_linear = None
     curves = {}
-    steps = 2 * len(activations) * len(sigmas)
-    bar = tqdm(total=steps, desc="figure2", disable=not progress)
+    bar = tqdm(total=len(activations) * len(sigmas), desc="figure2 samples", disable=not progress)
     for name in activations:
-        bar.set_postfix_str(f"{name}: replica")
-        t = time.perf_counter()
-        replica, converged = _replica(name, eig1, eig2, sigmas, noise, method, on_step=lambda: bar.update(1))
-        seconds["replica"] += time.perf_counter() - t
+        replica, _, converged = replicas[name]
         curve = {"replica": replica, "replica_converged": converged}
         if exact_linear is None:
             t = time.perf_counter()
