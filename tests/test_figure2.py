@@ -30,6 +30,10 @@ def check_linear(curve):
     np.testing.assert_allclose(replica[:, 0], exact[:, 0], atol=1e-8)
     # Two layers at width 50: a finite-size gap (7e-3 at sigma = 0.5, shrinking with sigma).
     np.testing.assert_allclose(replica[:, 1], exact[:, 1], atol=2e-2)
+    # Written as one layer with the spectrum of the product, the replica formula is the
+    # log-determinant of the drawn network for both layers.
+    np.testing.assert_allclose(np.asarray(curve["replica_product"]), exact, atol=1e-8)
+    assert np.max(np.abs(replica[:, 1] - exact[:, 1])) > 1e-4  # the free-spectra gap is real at width 50
     # A mixture centred on the samples with variance 1e-5: every pairwise distance
     # dwarfs the noise, and the KL bound saturates at H(Z) + log n.
     saturated = np.log(SAMPLES) / WIDTH + 0.5 * np.log(2 * np.pi * np.e * NOISE)
