@@ -136,9 +136,9 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     except AttributeError:
         cores = os.cpu_count() or 1
     threads = max(1, min(cores, len(pairs))) if on_cpu else 1
-    # XLA already spreads one execution over the cores; two executions side by side
-    # still gain about 10% on 2 cores (idle 2-core x86_64: 4.9 s instead of 5.5 s for
-    # the Figure-2 sweep's solves). Thread t gets pairs t, t + threads, ...: a fair
+    # XLA spreads one execution partly over the cores (one share of the Figure-2 sweep:
+    # 3.7 s on one core, 2.8 s on two); two executions side by side gain about 10% more
+    # (4.9 s instead of 5.5 s for both shares; idle 2-core x86_64). Thread t gets pairs t, t + threads, ...: a fair
     # share of each activation (hardtanh's solves cost several times ReLU's). Shares are
     # padded to one length with a repeated pair, so that one compiled shape serves all.
     shares = [list(range(t, len(pairs), threads)) for t in range(threads)]
