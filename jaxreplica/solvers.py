@@ -198,8 +198,9 @@ def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=Non
     flat0, unravel = jax.flatten_util.ravel_pytree(state0)
     n = flat0.shape[0]
     x0 = jnp.log(jnp.maximum(flat0, TINY))
-    op_shape = jax.eval_shape(lambda s: sweep(s, chain, cfg, trho)[1], state0)
-    nan_op = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), op_shape)
+    # Every sweep returns order parameters of shape (L,) (built here rather than by
+    # tracing the sweep once more for its output shape).
+    nan_op = OrderParameters(*(jnp.full((chain.depth,), jnp.nan) for _ in range(5)))
 
     def G(x):
         st, op, ph = sweep(unravel(jnp.exp(x)), chain, cfg, trho)
