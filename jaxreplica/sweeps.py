@@ -57,12 +57,12 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
     Returns a dict with ``sigmas`` and, per activation, lists ``H1, H2, I1, I2`` and
     ``converged`` (per sigma, one flag per layer).
 
-    ``devices=None`` (default) solves every ``(activation, sigma)`` pair with *one*
-    compiled program (the activation is data: :class:`jaxreplica.Switched`) on the
-    default device: on CPU a ``lax.map`` over the pairs (a vmapped while loop would run
-    every pair as long as the slowest one), run in one thread per core on interleaved
-    shares of them; on accelerators one ``vmap`` over all pairs (where every
-    activation's branch runs for every pair). The result records ``compile_seconds``
+    ``devices=None`` (default) solves every ``(activation, sigma, layer)`` with *one*
+    compiled program (:func:`replica_curves`: the activation is data, every entropy a
+    two-layer solve) on the default device: on CPU a ``lax.map`` over them (a vmapped
+    while loop would run every one as long as the slowest), run in one thread per core
+    on interleaved shares; on accelerators one ``vmap`` over all of them (where every
+    activation's branch runs for every item). The result records ``compile_seconds``
     (tracing and compiling), ``solve_seconds`` and ``threads``. ``devices="all"``, an
     ``int`` or a list of ``jax.Device`` builds one chain per
     sigma (concrete spectra), stacks them and solves them with
@@ -120,6 +120,15 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     """``H(T_l)``, ``I(X; T_l)`` of the Figure-2 chain (spectra ``sigma^2 eig_k``) for
     every activation and sigma, with one compiled program (see :func:`run_sweep`).
 
+    Every entropy is one solve of a two-layer chain, so that the program holds a single
+    solver loop: ``T_2`` is the Figure-2 chain itself, and ``T_1 = phi(sigma W_1 x + xi)``
+    is solved as ``x -> O x -> T_1`` with ``O`` orthogonal (all eigenvalues 1) and a
+    noiseless linear first layer: ``O x`` is again ``N(0, I)``, so the entropy is the same
+    (the solutions agree to round-off; ``tests/test_sweep.py`` compares with
+    :func:`jaxreplica.solve_layers`). With ``method="fixed_point"``, whose theta roots
+    the all-ones spectrum of ``O`` lacks, ``T_1`` is solved as its own one-layer chain
+    instead. The activation is data (:class:`jaxreplica.Switched`).
+
     Returns ``({name: (H, I, converged)}, compile_seconds, solve_seconds, threads)``,
     each array of shape ``(len(sig), 2)``.
     """
@@ -128,47 +137,60 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
 
     from tqdm.auto import tqdm
 
-    options = tuple(ACTIVATIONS[name]() for name in activations)
-    pairs = [(a, s) for a in range(len(activations)) for s in sig]
+    names = list(activations) + ([] if "linear" in activations else ["linear"])
+    options = tuple(ACTIVATIONS[name]() for name in names)
+    linear = names.index("linear")
+    # (activation, sigma, layer): layer 0 is T_1, 1 is T_2.
+    items = [(a, s, l) for a in range(len(activations)) for s in sig for l in (0, 1)]
+    ones = np.ones_like(eig1)
+
+    def one(item):
+        index, sigma, deep = item
+        s2 = sigma**2
+        layer = lambda eig, i, nz: (jr.Empirical(eigenvalues=eig, alpha=1.0), jr.Switched(options=options, index=i, noise=nz))
+        if method == "vamp":
+            chain = jr.Chain(prior=jr.Normal(mean=0.0, var=1.0), layers=[
+                layer(jnp.where(deep, eig1 * s2, ones), jnp.where(deep, index, linear), 0.0),
+                layer(jnp.where(deep, eig2 * s2, eig1 * s2), index, noise)])
+            sol = jr.solve(chain, method)
+            return sol.entropy, sol.mutual_information, sol.converged
+        # The fixed-point scheme needs the theta root of every ensemble, which the
+        # all-ones spectrum of O lacks once A V > 1/4; it solves T_1's own one-layer chain
+        # (a second solver loop in the program; under lax.map only one branch runs).
+        chain = jr.Chain(prior=jr.Normal(mean=0.0, var=1.0), layers=[layer(eig1 * s2, index, 0.0), layer(eig2 * s2, index, noise)])
+        fields = lambda sol: (sol.entropy, sol.mutual_information, sol.converged)
+        return jax.lax.cond(deep, lambda: fields(jr.solve(chain, method)),
+                            lambda: fields(jr.solve(chain.truncated(1, noise), method)))
+
     on_cpu = jax.default_backend() == "cpu"
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    threads = max(1, min(cores, len(pairs))) if on_cpu else 1
-    # XLA spreads one execution partly over the cores (one share of the Figure-2 sweep:
-    # 3.7 s on one core, 2.8 s on two); two executions side by side gain about 10% more
-    # (4.9 s instead of 5.5 s for both shares; idle 2-core x86_64). Thread t gets pairs t, t + threads, ...: a fair
-    # share of each activation (hardtanh's solves cost several times ReLU's). Shares are
-    # padded to one length with a repeated pair, so that one compiled shape serves all.
-    shares = [list(range(t, len(pairs), threads)) for t in range(threads)]
+    threads = max(1, min(cores, len(items) // 2)) if on_cpu else 1  # shares are whole pairs
+    # XLA spreads one execution partly over the cores; two executions side by side
+    # gained about 10% on 2 cores (idle 2-core x86_64). Thread t gets both layers of
+    # the (activation, sigma) pairs t, t + threads, ...: a fair share of each
+    # activation and layer (hardtanh's two-layer solves cost several times the rest).
+    # Shares are padded to one length with a repeated item, so that one compiled shape
+    # serves all.
+    shares = [[i for i in range(len(items)) if (i // 2) % threads == t] for t in range(threads)]
     size = max(len(sh) for sh in shares)
     shares = [sh + [sh[-1]] * (size - len(sh)) for sh in shares]
-
-    def one(item):
-        index, sigma = item
-
-        def layer(eig, nz):
-            return (jr.Empirical(eigenvalues=eig * sigma**2, alpha=1.0), jr.Switched(options=options, index=index, noise=nz))
-
-        chain = jr.Chain(prior=jr.Normal(mean=0.0, var=1.0), layers=[layer(eig1, 0.0), layer(eig2, noise)])
-        lay = jr.solve_layers(chain, method)
-        return lay.entropy, lay.mutual_information, lay.converged
-
     batch = (lambda xs: jax.lax.map(one, xs)) if on_cpu else jax.vmap(one)
-    as_items = lambda share: (jnp.asarray([pairs[i][0] for i in share], dtype=jnp.int32),
-                              jnp.asarray([pairs[i][1] for i in share], dtype=jnp.float64))
+    as_arrays = lambda share: tuple(
+        jnp.asarray([items[i][j] for i in share], dtype=dt) for j, dt in enumerate((jnp.int32, jnp.float64, jnp.int32)))
     bar = tqdm(total=1, desc="compile", disable=not progress)
     start = time.perf_counter()
-    compiled = jax.jit(batch).lower(as_items(shares[0])).compile()
+    compiled = jax.jit(batch).lower(as_arrays(shares[0])).compile()
     compile_seconds = time.perf_counter() - start
     bar.update()
     bar.close()
     start = time.perf_counter()
-    bar = tqdm(total=len(pairs), desc="sweep", disable=not progress)
+    bar = tqdm(total=len(items), desc="sweep", disable=not progress)
 
     def execute(share):
-        res = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(compiled(as_items(share))))
+        res = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(compiled(as_arrays(share))))
         bar.update(len(set(share)))
         return res
 
@@ -176,14 +198,12 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
         parts = list(pool.map(execute, shares))
     bar.close()
     solve_seconds = time.perf_counter() - start
-    H = np.zeros((len(pairs), 2))
-    I = np.zeros((len(pairs), 2))
-    conv = np.zeros((len(pairs), 2), dtype=bool)
+    H, I, conv = np.zeros(len(items)), np.zeros(len(items)), np.zeros(len(items), dtype=bool)
     for share, (h, i, c) in zip(shares, parts):
         H[share], I[share], conv[share] = h, i, c
-    n = len(sig)
-    results = {name: (H[a * n:(a + 1) * n], I[a * n:(a + 1) * n], conv[a * n:(a + 1) * n])
-               for a, name in enumerate(activations)}
+    shape = (len(activations), len(sig), 2)
+    H, I, conv = H.reshape(shape), I.reshape(shape), conv.reshape(shape)
+    results = {name: (H[a], I[a], conv[a]) for a, name in enumerate(activations)}
     return results, compile_seconds, solve_seconds, threads
 
 

@@ -43,3 +43,18 @@ def test_sweep_command_rejects_bad_input(tmp_path):
         main(["sweep", "--activations", "tanh", "--width", "10", "--out", str(tmp_path), "--no-progress"])
     with pytest.raises((SystemExit, ValueError)):
         main(["sweep", "--width", "0", "--out", str(tmp_path), "--no-progress"])
+
+
+def test_sweep_fixed_point_matches_solve_layers():
+    """The fixed-point path solves T_1 as its own one-layer chain (see replica_curves)."""
+    from jaxreplica.sweeps import run_sweep
+
+    # (small: the fixed-point scheme runs unaccelerated, hundreds of iterations)
+    result = run_sweep(["relu"], [0.5], width=40, method="fixed_point", progress=False)
+    eig1, eig2 = demo_spectra(40, 42)
+    for name in ("relu",):
+        for i, s in enumerate(result["sigmas"]):
+            lay = jr.solve_layers(figure2_chain(name, eig1, eig2, s), "fixed_point")
+            assert np.all(result["curves"][name]["converged"][i]) and np.all(np.asarray(lay.converged))
+            np.testing.assert_allclose([result["curves"][name]["H1"][i], result["curves"][name]["H2"][i]],
+                                       np.asarray(lay.entropy), atol=1e-10)
