@@ -4,7 +4,7 @@ Two layers of width ``n`` with ``x ~ N(0, I)``, weights ``sigma W_k`` where ``W_
 i.i.d. ``N(0, 1/n)`` entries (the reference's demo draw: NumPy's legacy generator
 seeded with ``seed``, two ``randn(n, n)/sqrt(n)`` matrices), noise ``noise`` before the
 last activation, no noise on the hidden layer. One compiled program over ``sigma``
-for all activations (the activation is data), ``lax.map`` on CPU, one thread per core, ``vmap`` on accelerators; with
+for all activations (the activation is data), ``lax.map`` on CPU, one thread per core, ``vmap`` over sigma on accelerators; with
 ``devices`` the sigmas are split over devices (:func:`jaxreplica.sharding.solve_layers_batched`).
 """
 
@@ -61,8 +61,8 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
     compiled program (:func:`replica_curves`: the activation is data, every entropy a
     two-layer solve) on the default device: on CPU a ``lax.map`` over them (a vmapped
     while loop would run every one as long as the slowest), run in one thread per core
-    on interleaved shares; on accelerators one ``vmap`` over all of them (where every
-    activation's branch runs for every item). The result records ``compile_seconds``
+    on interleaved shares; on accelerators one ``vmap`` over the sigmas per activation
+    and layer (same compiled program). The result records ``compile_seconds``
     (tracing and compiling), ``solve_seconds`` and ``threads``. ``devices="all"``, an
     ``int`` or a list of ``jax.Device`` builds one chain per
     sigma (concrete spectra), stacks them and solves them with
@@ -116,7 +116,7 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
     return out
 
 
-def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", progress=True):
+def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", progress=True, vectorize=None):
     """``H(T_l)``, ``I(X; T_l)`` of the Figure-2 chain (spectra ``sigma^2 eig_k``) for
     every activation and sigma, with one compiled program (see :func:`run_sweep`).
 
@@ -128,6 +128,11 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     :func:`jaxreplica.solve_layers`). With ``method="fixed_point"``, whose theta roots
     the all-ones spectrum of ``O`` lacks, ``T_1`` is solved as its own one-layer chain
     instead. The activation is data (:class:`jaxreplica.Switched`).
+
+    ``vectorize`` (default: on accelerators) runs one ``vmap`` over the sigmas per
+    activation and layer, both then unbatched so that every ``lax.switch`` runs one
+    branch; otherwise (default on CPU) a ``lax.map`` over all items, in one thread per
+    core on interleaved shares.
 
     Returns ``({name: (H, I, converged)}, compile_seconds, solve_seconds, threads)``,
     each array of shape ``(len(sig), 2)``.
@@ -144,8 +149,7 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     items = [(a, s, l) for a in range(len(activations)) for s in sig for l in (0, 1)]
     ones = np.ones_like(eig1)
 
-    def one(item):
-        index, sigma, deep = item
+    def one(index, sigma, deep):
         s2 = sigma**2
         layer = lambda eig, i, nz: (jr.Empirical(eigenvalues=eig, alpha=1.0), jr.Switched(options=options, index=i, noise=nz))
         if method == "vamp":
@@ -163,44 +167,52 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
                             lambda: fields(jr.solve(chain.truncated(1, noise), method)))
 
     on_cpu = jax.default_backend() == "cpu"
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    threads = max(1, min(cores, len(items) // 2)) if on_cpu else 1  # shares are whole pairs
-    # XLA spreads one execution partly over the cores; two executions side by side
-    # gained about 10% on 2 cores (idle 2-core x86_64). Thread t gets both layers of
-    # the (activation, sigma) pairs t, t + threads, ...: a fair share of each
-    # activation and layer (hardtanh's two-layer solves cost several times the rest).
-    # Shares are padded to one length with a repeated item, so that one compiled shape
-    # serves all.
-    shares = [[i for i in range(len(items)) if (i // 2) % threads == t] for t in range(threads)]
-    size = max(len(sh) for sh in shares)
-    shares = [sh + [sh[-1]] * (size - len(sh)) for sh in shares]
-    batch = (lambda xs: jax.lax.map(one, xs)) if on_cpu else jax.vmap(one)
-    as_arrays = lambda share: tuple(
-        jnp.asarray([items[i][j] for i in share], dtype=dt) for j, dt in enumerate((jnp.int32, jnp.float64, jnp.int32)))
+    if vectorize if vectorize is not None else not on_cpu:
+        threads = 1
+        calls = [[i for i, it in enumerate(items) if it[0] == a and it[2] == l]
+                 for a in range(len(activations)) for l in (0, 1)]
+        batch = jax.vmap(one, in_axes=(None, 0, None))
+        arguments = lambda call: (jnp.int32(items[call[0]][0]), jnp.asarray([items[i][1] for i in call]),
+                                  jnp.int32(items[call[0]][2]))
+    else:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
+        threads = max(1, min(cores, len(items) // 2))  # shares are whole pairs
+        # XLA spreads one execution partly over the cores; two executions side by side
+        # gained about 10% on 2 cores (idle 2-core x86_64). Thread t gets both layers of
+        # the (activation, sigma) pairs t, t + threads, ...: a fair share of each
+        # activation and layer (hardtanh's two-layer solves cost several times the rest).
+        # Shares are padded to one length with a repeated item, so that one compiled
+        # shape serves all.
+        calls = [[i for i in range(len(items)) if (i // 2) % threads == t] for t in range(threads)]
+        size = max(len(c) for c in calls)
+        calls = [c + [c[-1]] * (size - len(c)) for c in calls]
+        batch = lambda *xs: jax.lax.map(lambda it: one(*it), xs)
+        arguments = lambda call: tuple(
+            jnp.asarray([items[i][j] for i in call], dtype=dt) for j, dt in enumerate((jnp.int32, jnp.float64, jnp.int32)))
     bar = tqdm(total=1, desc="compile", disable=not progress)
     start = time.perf_counter()
-    compiled = jax.jit(batch).lower(as_arrays(shares[0])).compile()
+    compiled = jax.jit(batch).lower(*arguments(calls[0])).compile()
     compile_seconds = time.perf_counter() - start
     bar.update()
     bar.close()
     start = time.perf_counter()
     bar = tqdm(total=len(items), desc="sweep", disable=not progress)
 
-    def execute(share):
-        res = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(compiled(as_arrays(share))))
-        bar.update(len(set(share)))
+    def execute(call):
+        res = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(compiled(*arguments(call))))
+        bar.update(len(set(call)))
         return res
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        parts = list(pool.map(execute, shares))
+        parts = list(pool.map(execute, calls))
     bar.close()
     solve_seconds = time.perf_counter() - start
     H, I, conv = np.zeros(len(items)), np.zeros(len(items)), np.zeros(len(items), dtype=bool)
-    for share, (h, i, c) in zip(shares, parts):
-        H[share], I[share], conv[share] = h, i, c
+    for call, (h, i, c) in zip(calls, parts):
+        H[call], I[call], conv[call] = h, i, c
     shape = (len(activations), len(sig), 2)
     H, I, conv = H.reshape(shape), I.reshape(shape), conv.reshape(shape)
     results = {name: (H[a], I[a], conv[a]) for a, name in enumerate(activations)}

@@ -58,3 +58,17 @@ def test_sweep_fixed_point_matches_solve_layers():
             assert np.all(result["curves"][name]["converged"][i]) and np.all(np.asarray(lay.converged))
             np.testing.assert_allclose([result["curves"][name]["H1"][i], result["curves"][name]["H2"][i]],
                                        np.asarray(lay.entropy), atol=1e-10)
+
+
+def test_replica_curves_vectorized_matches_map():
+    """The accelerators' layout (one vmap over sigma per activation and layer) gives the
+    CPU layout's values (run here on CPU)."""
+    from jaxreplica.sweeps import replica_curves
+
+    eig1, eig2 = demo_spectra(30, 42)
+    runs = [replica_curves(["linear", "relu"], [0.5, 2.0, 4.0], eig1, eig2, progress=False, vectorize=v)[0]
+            for v in (False, True)]
+    for name in ("linear", "relu"):
+        assert np.all(runs[0][name][2]) and np.all(runs[1][name][2])
+        np.testing.assert_allclose(runs[1][name][0], runs[0][name][0], atol=1e-10)
+        np.testing.assert_allclose(runs[1][name][1], runs[0][name][1], atol=1e-10)
