@@ -166,8 +166,9 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
         return jax.lax.cond(deep, lambda: fields(jr.solve(chain, method)),
                             lambda: fields(jr.solve(chain.truncated(1, noise), method)))
 
-    on_cpu = jax.default_backend() == "cpu"
-    if vectorize if vectorize is not None else not on_cpu:
+    if vectorize is None:
+        vectorize = jax.default_backend() != "cpu"
+    if vectorize:
         threads = 1
         calls = [[i for i, it in enumerate(items) if it[0] == a and it[2] == l]
                  for a in range(len(activations)) for l in (0, 1)]
