@@ -61,4 +61,4 @@ def noise_entropy(chain: Chain, cfg: QuadratureConfig = DEFAULT):
     layer's noise; ``phi`` plus this is ``I(T_L; T_{L-1})/n_0``."""
     _, trho = chain.moments()
     talpha = chain.cumulative_alphas()
-    return talpha[-1] * chain.channels[-1].output_functions(0.0, trho[-1], cfg)[0]
+    return talpha[-1] * chain.channels[-1].noise_free_entropy(trho[-1], cfg)

@@ -121,7 +121,7 @@ def test_switched_channel_equals_its_options():
     (with the switch's noise), inside ``jit`` with a traced index; bad input names the field."""
     opts = (jr.Linear(), jr.HardTanh(threshold=0.7), jr.ReLU(), jr.Probit(), jr.LeakyReLU(slope=0.2))
     calls = [("second_moment", (0.7,)), ("output_functions", (0.1, 0.7)), ("hidden_functions", (2.0, 0.1, 0.7)),
-             ("activation", (np.linspace(-2.0, 2.0, 7),))]
+             ("noise_free_entropy", (0.7,)), ("activation", (np.linspace(-2.0, 2.0, 7),))]
     for method, args in calls:
         run = jax.jit(lambda i, *a, method=method: getattr(jr.Switched(options=opts, index=i, noise=1e-3), method)(*a))
         for i, opt in enumerate(opts):
@@ -135,3 +135,57 @@ def test_switched_channel_equals_its_options():
         jr.Switched(options=())
     with pytest.raises(ValueError, match="noise"):
         jr.Switched(options=opts, noise=-1.0)
+
+
+def test_log_ndtr_matches_scipy_with_its_derivative():
+    """The one-erfc log Phi: relative 1e-14 for x <= 0 (far tail included), absolute
+    1e-15 above; derivative phi/Phi."""
+    from scipy.special import log_ndtr as scipy_log_ndtr
+    from scipy.stats import norm
+
+    from jaxreplica.quadrature import log_ndtr
+
+    x = np.concatenate([-np.logspace(-4, 5, 400), [0.0], np.logspace(-4, 1.5, 200)])
+    want = scipy_log_ndtr(x)
+    got = np.asarray(jax.jit(log_ndtr)(x))
+    neg = x <= 0
+    np.testing.assert_allclose(got[neg], want[neg], rtol=1e-14)
+    np.testing.assert_allclose(got[~neg], want[~neg], rtol=0, atol=1e-15)
+    small = np.abs(x) < 30  # where phi/Phi is representable on both sides
+    grad = np.asarray(jax.jit(jax.vmap(jax.grad(log_ndtr)))(x[small]))
+    # exp(-x^2/2 - log Phi): arguments near 450 carry relative rounding 1e-13 either way
+    np.testing.assert_allclose(grad, np.exp(norm.logpdf(x[small]) - want[small]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name, noise, rho", [("relu", 1e-5, 1e-4), ("relu", 2.0, 100.0), ("probit", 0.1, 1.0),
+                                              ("hardtanh", 0.3, 1.0)])
+def test_noise_free_entropy_against_scipy(name, noise, rho):
+    """``-H(t | z)``, ``z ~ N(0, rho)``, by SciPy's adaptive quadrature of the closed form in
+    the noise; also ``output_free_entropy(0, rho)``, a different rule (to 1e-9)."""
+    from scipy import integrate
+    from scipy.special import log_ndtr
+    from scipy.stats import norm
+
+    sd = np.sqrt(noise)
+
+    def atom(hi, z):  # P log P of the window (-inf, hi); the upper atoms by symmetry
+        lp = log_ndtr((hi - z) / sd)
+        return np.exp(lp) * lp
+
+    def slope(lo, hi, z):  # int over (lo, hi) of N(y; z, noise) log N(y; z, noise)
+        a, b = (lo - z) / sd, (hi - z) / sd
+        mass = norm.cdf(b) - norm.cdf(a)
+        edge = lambda u: 0.0 if np.isinf(u) else u * norm.pdf(u)
+        return -mass * 0.5 * np.log(2 * np.pi * noise) - 0.5 * (mass - (edge(b) - edge(a)))
+
+    pieces = {
+        "relu": lambda z: atom(0.0, z) + slope(0.0, np.inf, z),
+        "probit": lambda z: atom(0.0, z) + atom(0.0, -z),
+        "hardtanh": lambda z: atom(-1.0, z) + slope(-1.0, 1.0, z) + atom(-1.0, -z),
+    }[name]
+    g = lambda z: pieces(z) * norm.pdf(z, scale=np.sqrt(rho))
+    cuts = sorted({-np.inf, np.inf, -1.0, 0.0, 1.0} | {k + d for k in (-1.0, 0.0, 1.0) for d in (-50 * sd, 50 * sd)})
+    want = sum(integrate.quad(g, lo, hi, epsabs=1e-15, epsrel=1e-13, limit=500)[0] for lo, hi in zip(cuts[:-1], cuts[1:]))
+    ch = channel(name, {"var_noise": noise})
+    assert abs(float(ch.noise_free_entropy(rho)) - want) < 1e-12
+    assert abs(float(ch.output_free_entropy(0.0, rho)) - want) < 1e-9
