@@ -223,7 +223,7 @@ def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=Non
         filled = jnp.where(restart, 0, c["filled"] + push.astype(c["filled"].dtype))
         gram = dF @ dF.T
         reg = 1e-12 * (jnp.trace(gram) + 1e-300)
-        gamma = jnp.linalg.solve(gram + reg * jnp.eye(m), dF @ f)
+        gamma = _spd_solve(gram + reg * jnp.eye(m), dF @ f)
         # An extrapolation moves no message by more than a factor e^REACH beyond the plain step.
         x_acc = g + jnp.clip(-dG.T @ gamma, -REACH, REACH)
         use_acc = accelerate & (filled > 0) & jnp.all(jnp.isfinite(x_acc))
@@ -255,7 +255,25 @@ def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=Non
 
 
 def _finite(op: OrderParameters):
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(op)]))
+    return jnp.all(jnp.isfinite(jax.flatten_util.ravel_pytree(op)[0]))
+
+
+def _spd_solve(M, b):
+    """``M^{-1} b`` for a small symmetric positive definite ``M`` (the Anderson Gram
+    matrix): Gaussian elimination unrolled over its static size. A LAPACK solve adds a
+    dozen kernels (pivoting, gathers) to the loop body, each compiled separately."""
+    n = M.shape[0]
+    M = [[M[i, j] for j in range(n)] for i in range(n)]
+    b = [b[i] for i in range(n)]
+    for k in range(n):
+        for i in range(k + 1, n):
+            r = M[i][k] / M[k][k]
+            M[i] = [M[i][j] - r * M[k][j] for j in range(n)]
+            b[i] = b[i] - r * b[k]
+    x = [None] * n
+    for i in reversed(range(n)):
+        x[i] = (b[i] - sum((M[i][j] * x[j] for j in range(i + 1, n)), 0.0)) / M[i][i]
+    return jnp.stack(x)
 
 
 def _theta_free(chain: Chain):
