@@ -117,22 +117,36 @@ class _Channel:
 
     # -- last layer ------------------------------------------------------------------
     def _log_likelihood(self, y0, w, s):
-        """``log p(phi(y0) | w)`` for ``y ~ N(w, s)``, on the piece that holds ``y0``."""
-        out = jnp.zeros(jnp.broadcast_shapes(jnp.shape(y0), jnp.shape(w)))
+        """``log p(phi(y0) | w)`` for ``y ~ N(w, s)``, on the piece that holds ``y0``, and
+        its derivative in ``w`` (closed forms: a window's ``(phi(a) - phi(b))/(sd P)``, a
+        slope's ``(y0 - w)/s``)."""
+        shape = jnp.broadcast_shapes(jnp.shape(y0), jnp.shape(w))
+        out, dout = jnp.zeros(shape), jnp.zeros(shape)
         sd = jnp.sqrt(s)
         for lo, hi, kind, val in self.pieces():
             if kind == "const":
-                val_here = log_ndtr_diff(standardize(lo, w, sd), standardize(hi, w, sd))
+                a, b = standardize(lo, w, sd), standardize(hi, w, sd)
+                if _is_inf(lo) and not _is_inf(hi):
+                    log_mass = log_ndtr(b)
+                elif _is_inf(hi) and not _is_inf(lo):
+                    log_mass = log_ndtr(-a)
+                else:
+                    log_mass = log_ndtr_diff(a, b)
+                ratio = lambda u: jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI - log_mass)  # phi(u)/P
+                here = log_mass
+                d_here = ((0.0 if _is_inf(lo) else ratio(a)) - (0.0 if _is_inf(hi) else ratio(b))) / sd
             else:
-                val_here = -0.5 * (LOG_2PI + jnp.log(s)) - 0.5 * (y0 - w) ** 2 / s - jnp.log(jnp.abs(val))
-            out = jnp.where((y0 > lo) & (y0 <= hi), val_here, out)
-        return out
+                here = -0.5 * (LOG_2PI + jnp.log(s)) - 0.5 * (y0 - w) ** 2 / s - jnp.log(jnp.abs(val))
+                d_here = (y0 - w) / s
+            inside = (y0 > lo) & (y0 <= hi)
+            out = jnp.where(inside, here, out)
+            dout = jnp.where(inside, d_here, dout)
+        return out, dout
 
     def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         """``(I_last(V, rho), Ahat_last(V, rho))``."""
         s, y0, w, weight = self._teacher(V, rho, cfg.for_output())
-        f = lambda ww: self._log_likelihood(y0, ww, s)
-        logp, dlogp = jax.jvp(f, (w,), (jnp.ones_like(w),))
+        logp, dlogp = self._log_likelihood(y0, w, s)
         return jnp.sum(weight * logp), jnp.sum(weight * dlogp**2)
 
     def noise_free_entropy(self, rho, cfg: QuadratureConfig = DEFAULT):
@@ -160,7 +174,7 @@ class _Channel:
             else:
                 edge = lambda u: jnp.clip(u, -BIG, BIG) * jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI)
                 second = mass - (edge(b) - edge(a))
-                total = total - mass * (0.5 * jnp.log(2.0 * jnp.pi * noise) + math.log(abs(val))) - 0.5 * second
+                total = total - mass * (0.5 * jnp.log(2.0 * jnp.pi * noise) + jnp.log(jnp.abs(val))) - 0.5 * second
         return jnp.sum(weight * total)
 
     def output_free_entropy(self, V, rho, cfg: QuadratureConfig = DEFAULT):
