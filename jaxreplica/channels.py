@@ -217,9 +217,10 @@ class _Channel:
         s, y0, w, weight = self._teacher(V, rho, cfg, A)
         xi, wxi = hermite_rule(cfg.hermite_xi)
         t0 = self.activation(y0)[..., None]
-        shape = (y0.shape[0], w.shape[1], xi.shape[0])
-        B = jnp.broadcast_to(A * t0 + jnp.sqrt(A) * xi, shape)
-        w = jnp.broadcast_to(w[..., None], shape)
+        # Shapes (y0, 1, xi) and (y0, w, 1): broadcast inside the fused element-wise
+        # code, never materialised as full grids.
+        B = A * t0 + jnp.sqrt(A) * xi
+        w = w[..., None]
         weight = weight[..., None] * wxi
         logz, _, d2, dw = self.posterior_moments(A, B, w, s)
         # Reduced free entropy: log Z - A t0^2/2 (see hidden_free_entropy).
