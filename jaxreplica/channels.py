@@ -126,12 +126,7 @@ class _Channel:
         for lo, hi, kind, val in self.pieces():
             if kind == "const":
                 a, b = standardize(lo, w, sd), standardize(hi, w, sd)
-                if _is_inf(lo) and not _is_inf(hi):
-                    log_mass = log_ndtr(b)
-                elif _is_inf(hi) and not _is_inf(lo):
-                    log_mass = log_ndtr(-a)
-                else:
-                    log_mass = log_ndtr_diff(a, b)
+                log_mass = _log_window_mass(lo, hi, a, b)
                 ratio = lambda u: jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI - log_mass)  # phi(u)/P
                 here = log_mass
                 d_here = ((0.0 if _is_inf(lo) else ratio(a)) - (0.0 if _is_inf(hi) else ratio(b))) / sd
@@ -167,7 +162,7 @@ class _Channel:
         total = 0.0
         for lo, hi, kind, val in self.pieces():
             a, b = standardize(lo, z, sd), standardize(hi, z, sd)
-            log_mass = log_ndtr_diff(a, b)
+            log_mass = _log_window_mass(lo, hi, a, b)
             mass = jnp.exp(log_mass)
             if kind == "const":
                 total = total + mass * log_mass
@@ -253,15 +248,9 @@ class _Channel:
             a, b = standardize(lo, centre, sd), standardize(hi, centre, sd)
             a = jnp.clip(a, -BIG, BIG)
             b = jnp.clip(b, -BIG, BIG)
-            # A half-infinite window (a static infinite bound) needs one log Phi, not two,
-            # and its infinite end has phi = 0: the hot path is about a third cheaper.
+            # A half-infinite window's infinite end has phi = 0 (and needs no log Phi).
             lo_inf, hi_inf = _is_inf(lo), _is_inf(hi)
-            if lo_inf and not hi_inf:
-                log_mass = log_ndtr(b)
-            elif hi_inf and not lo_inf:
-                log_mass = log_ndtr(-a)
-            else:
-                log_mass = log_ndtr_diff(a, b)
+            log_mass = _log_window_mass(lo, hi, a, b)
             log_pdf = lambda u: -0.5 * u * u - 0.5 * LOG_2PI - log_mass
             ra = 0.0 if lo_inf else jnp.exp(log_pdf(a))  # phi(a)/mass
             rb = 0.0 if hi_inf else jnp.exp(log_pdf(b))
@@ -294,6 +283,17 @@ class _Channel:
 def _is_inf(bound) -> bool:
     """Whether a piece's bound is a static infinity."""
     return isinstance(bound, (int, float)) and math.isinf(bound)
+
+
+def _log_window_mass(lo, hi, a, b):
+    """``log(Phi(b) - Phi(a))`` for the window ``(lo, hi)`` standardized to ``(a, b)``: one
+    ``log Phi`` when a bound is a static infinity (the hot paths' half-infinite pieces),
+    two otherwise."""
+    if _is_inf(lo) and not _is_inf(hi):
+        return log_ndtr(b)
+    if _is_inf(hi) and not _is_inf(lo):
+        return log_ndtr(-a)
+    return log_ndtr_diff(a, b)
 
 
 def _validate(noise):
