@@ -92,8 +92,7 @@ class _Channel:
                 total = total + val * val * mass
             else:
                 # E[u^2; a < u < b] = mass - (b phi(b) - a phi(a)), u standard normal.
-                edge = lambda u: u * jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI)  # 0 at +-BIG
-                total = total + val * val * sd * sd * (mass - (edge(b) - edge(a)))
+                total = total + val * val * sd * sd * _second_moment_in_window(mass, a, b)
         return total
 
     # -- teacher variables -----------------------------------------------------------
@@ -167,8 +166,7 @@ class _Channel:
             if kind == "const":
                 total = total + mass * log_mass
             else:
-                edge = lambda u: jnp.clip(u, -BIG, BIG) * jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI)
-                second = mass - (edge(b) - edge(a))
+                second = _second_moment_in_window(mass, a, b)
                 total = total - mass * (0.5 * jnp.log(2.0 * jnp.pi * noise) + jnp.log(jnp.abs(val))) - 0.5 * second
         return jnp.sum(weight * total)
 
@@ -283,6 +281,13 @@ class _Channel:
 def _is_inf(bound) -> bool:
     """Whether a piece's bound is a static infinity."""
     return isinstance(bound, (int, float)) and math.isinf(bound)
+
+
+def _second_moment_in_window(mass, a, b):
+    """``E[u^2; a < u < b]`` for a standard normal ``u``, given the window's ``mass``:
+    ``mass - (b phi(b) - a phi(a))`` (the edge terms vanish at the clipped ``+-BIG``)."""
+    edge = lambda u: u * jnp.exp(-0.5 * u * u - 0.5 * LOG_2PI)
+    return mass - (edge(b) - edge(a))
 
 
 def _log_window_mass(lo, hi, a, b):
