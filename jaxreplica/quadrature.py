@@ -31,7 +31,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import erfc, ndtr
+from jax.scipy.special import erfc
 
 __all__ = [
     "QuadratureConfig",
