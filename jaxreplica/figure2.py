@@ -21,6 +21,12 @@ unit (``H / n_0``, nats):
   It equals ``exact`` (to 1e-10); the two-layer ``replica`` differs from both for
   ``T_2`` by the finite-size error of treating the spectra of ``W_1`` and ``W_2`` as
   free (1e-4 to 7e-4 at width 1000);
+* ``exact_rotated`` (linear only, shape ``(rotations, S)``): the exact ``H(T_2)`` of the
+  networks ``W_2 O W_1`` for ``rotations`` Haar-random orthogonal ``O``: the same two
+  spectra, hence the same two-layer ``replica`` value, and exact entropies that spread
+  by 2e-4 to 4e-4 (standard deviation) at width 1000. The drawn pair is one of them,
+  which is why no formula in the two spectra can match its ``exact`` value to better
+  than that spread (:func:`plot_linear_gap` draws it);
 * ``knn``: Kozachenko-Leonenko on ``n_samples`` samples of ``T_l``;
 * ``pairwise``: the KL pairwise bound (Kolchinsky & Tracey) of a Gaussian mixture
   *fit to the noisy samples* of ``T_l``: centred on them, with the common variance
@@ -78,6 +84,32 @@ def _replica_product(w1, w2, sigmas, noise):
     return np.array([[float(solve(e, s ** (2 * (l + 1)))) for l, e in enumerate(eigs)] for s in sigmas])
 
 
+def exact_linear_rotated(w1, w2, sigmas, noise, rotations) -> np.ndarray:
+    """Exact ``H(T_2)/n`` of the linear networks ``T_2 = sigma^2 W_2 O W_1 x + xi_2``, one
+    row per orthogonal ``O`` in ``rotations`` (shape ``(R, n, n)``), one column per sigma.
+
+    ``W_2 O`` has the spectrum of ``W_2``: every such network has the same two spectra,
+    hence the same two-layer replica value, while their exact entropies differ. Their
+    spread bounds how close *any* formula in the two spectra can come to the exact
+    entropy of one drawn pair (``O = I``). Computed from the singular values ``s`` of the
+    product: ``log(2 pi e)/2 + sum log(sigma^4 s^2 + noise) / (2 n)``.
+    """
+    w1, w2 = jnp.asarray(w1), jnp.asarray(w2)
+    n = w1.shape[1]
+    s4 = jnp.asarray(sigmas, dtype=w1.dtype) ** 4
+
+    def one(o):
+        sv = jnp.linalg.svd(w2 @ o @ w1, compute_uv=False)
+        return 0.5 * jnp.log(2 * jnp.pi * jnp.e) + jnp.sum(jnp.log(s4[:, None] * sv**2 + noise), axis=1) / (2 * n)
+
+    return np.stack([np.asarray(one(o)) for o in rotations])
+
+
+def haar_rotations(key, n: int, count: int) -> jax.Array:
+    """``count`` Haar-distributed ``n x n`` orthogonal matrices (``jax.random.orthogonal``)."""
+    return jax.random.orthogonal(key, n, shape=(count,))
+
+
 def _exact_linear(w1, w2, sigmas, noise):
     rows = []
     for s in sigmas:
@@ -105,6 +137,7 @@ def compute_figure2(
     k: int = 3,
     method: str = "vamp",
     progress: bool = True,
+    rotations: int = 16,
 ) -> dict:
     """All the curves of Figure 2 (see the module docstring), per input unit, in nats.
 
@@ -113,8 +146,8 @@ def compute_figure2(
     (columns ``T_1``, ``T_2``) named ``replica``, ``replica_converged``, ``knn``,
     ``pairwise``, ``pairwise_parametric``, ``pairwise_noise_kernel``, the fitted
     mixture variances ``fitted_variance_noisy`` and ``fitted_variance_clean`` and, by
-    activation, ``exact`` and ``replica_product`` (linear), ``linear_approx`` (hardtanh), ``half_linear_approx``
-    (ReLU).
+    activation, ``exact``, ``replica_product`` and ``exact_rotated`` (linear; ``rotations = 0``
+    leaves the last out), ``linear_approx`` (hardtanh), ``half_linear_approx`` (ReLU).
     """
     from tqdm.auto import tqdm
 
@@ -130,6 +163,8 @@ def compute_figure2(
         raise ValueError(f"n_samples must exceed k = {k}; got {n_samples}")
     if not noise > 0:
         raise ValueError(f"noise must be positive; got {noise}")
+    if rotations < 0:
+        raise ValueError(f"rotations must be a count >= 0; got {rotations}")
 
     seconds = {"weights_and_spectra": 0.0, "replica": 0.0, "exact": 0.0, "samples": 0.0, "knn": 0.0, "pairwise": 0.0}
     t0 = time.perf_counter()
@@ -138,6 +173,7 @@ def compute_figure2(
     seconds["weights_and_spectra"] = time.perf_counter() - t0
 
     key_x, key_1, key_2 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    key_rot = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     x = jax.random.normal(key_x, (n_samples, width))
     xi1 = jnp.sqrt(noise) * jax.random.normal(key_1, (n_samples, width))
     xi2 = jnp.sqrt(noise) * jax.random.normal(key_2, (n_samples, width))
@@ -164,6 +200,11 @@ def compute_figure2(
             t = time.perf_counter()
             curve["replica_product"] = _replica_product(w1, w2, sigmas, noise)
             seconds["replica"] += time.perf_counter() - t
+            if rotations:
+                t = time.perf_counter()
+                curve["exact_rotated"] = exact_linear_rotated(
+                    w1, w2, sigmas, noise, haar_rotations(key_rot, width, rotations))
+                seconds["exact"] += time.perf_counter() - t
         elif name == "hardtanh":
             curve["linear_approx"] = exact_linear
         elif name == "relu":
@@ -219,15 +260,24 @@ _STYLES = {
 }
 
 
-def plot_figure2(result: dict, path) -> None:
-    """Draw the curves of :func:`compute_figure2` (one column per activation) to ``path``.
+def _finish(fig, path):
+    """Save ``fig`` to ``path`` and close it, or return it when ``path`` is None."""
+    if path is None:
+        return fig
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return None
+
+
+def plot_figure2(result: dict, path=None):
+    """Draw the curves of :func:`compute_figure2` (one column per activation) to ``path``
+    (``None``: return the figure, for a notebook).
 
     ``pairwise_noise_kernel`` is left out (a flat line at ``H(Z) + log n``, far below
     the others; it is in the JSON output).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     names = list(result["curves"])
@@ -251,8 +301,65 @@ def plot_figure2(result: dict, path) -> None:
         f"Figure 2: width {result['width']}, {result['n_samples']} samples, noise {result['noise']:g} before the last activation"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return _finish(fig, path)
+
+
+def linear_gap_summary(curve: dict) -> dict:
+    """Numbers behind :func:`plot_linear_gap` for a linear ``curve``: the largest
+    ``|replica - exact|`` per layer, the same for ``replica_product`` and, with
+    ``exact_rotated``, the per-sigma standard deviation and range of the rotated exact
+    ``H(T_2)`` and how many sigmas have the two-layer replica inside that range."""
+    replica, exact = np.asarray(curve["replica"]), np.asarray(curve["exact"])
+    out = {
+        "replica_gap": np.max(np.abs(replica - exact), axis=0),
+        "product_gap": np.max(np.abs(np.asarray(curve["replica_product"]) - exact), axis=0),
+    }
+    if "exact_rotated" in curve:
+        rot = np.asarray(curve["exact_rotated"])
+        out["rotated_sd"] = rot.std(axis=0, ddof=1) if len(rot) > 1 else np.zeros(rot.shape[1])
+        out["rotated_range"] = rot.max(axis=0) - rot.min(axis=0)
+        out["replica_inside"] = int(np.sum((replica[:, 1] >= rot.min(axis=0)) & (replica[:, 1] <= rot.max(axis=0))))
+    return out
+
+
+def plot_linear_gap(result: dict, path=None):
+    """The linear network's ``H(T_2)`` against the drawn pair's exact value (zero line):
+    the two-layer replica (free spectra), the one-layer form with the product's spectrum,
+    and the exact values of the rotated pairs ``W_2 O W_1`` (same spectra), with their
+    mean and one standard deviation. ``path=None`` returns the figure."""
+    import matplotlib.pyplot as plt
+
+    curve = result["curves"]["linear"]
+    sigmas = np.asarray(result["sigmas"])
+    exact = np.asarray(curve["exact"])[:, 1]
+    fig, ax = plt.subplots(figsize=(7.6, 4.4))
+    ax.axhline(0.0, color="C1", ls="--", lw=1.5, label="exact, drawn pair $W_2 W_1$")
+    if "exact_rotated" in curve:
+        rot = np.asarray(curve["exact_rotated"]) - exact
+        for r in rot:
+            ax.semilogx(sigmas, r, ls="", marker=".", ms=3, color="0.6")
+        mean, sd = rot.mean(axis=0), rot.std(axis=0, ddof=1) if len(rot) > 1 else np.zeros(rot.shape[1])
+        ax.fill_between(sigmas, mean - sd, mean + sd, color="0.85", zorder=0,
+                        label=f"exact, $W_2 O W_1$ for {len(rot)} random rotations $O$ (mean $\\pm$ sd; dots)")
+        ax.semilogx(sigmas, mean, color="0.4", lw=1.0)
+    ax.semilogx(sigmas, np.asarray(curve["replica"])[:, 1] - exact, color="C0", lw=2.0, marker="o", ms=4,
+                label="replica, two layers (spectra of $W_1$, $W_2$)")
+    ax.semilogx(sigmas, np.asarray(curve["replica_product"])[:, 1] - exact, color="C2", ls=":", lw=2.0,
+                label="replica, one layer (spectrum of $W_2 W_1$)")
+    summary = linear_gap_summary(curve)
+    text = (f"max |replica - exact|: {summary['replica_gap'][1]:.1e} (two layers), "
+            f"{summary['product_gap'][1]:.1e} (one layer)")
+    if "rotated_sd" in summary:
+        text += f"\nsd of exact over rotations: {summary['rotated_sd'].min():.1e} to {summary['rotated_sd'].max():.1e}"
+    ax.text(0.02, 0.03, text, transform=ax.transAxes, fontsize=8, va="bottom")
+    ax.set_xlabel(r"weight scale $\sigma$")
+    ax.set_ylabel(r"$H(T_2)/n_0$ minus exact (nats)")
+    ax.set_title(f"linear network, width {result['width']}: $H(T_2)$ depends on more than the two spectra")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _finish(fig, path)
 
 
 def to_json(result: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -34,6 +35,13 @@ def check_linear(curve):
     # log-determinant of the drawn network for both layers.
     np.testing.assert_allclose(np.asarray(curve["replica_product"]), exact, atol=1e-8)
     assert np.max(np.abs(replica[:, 1] - exact[:, 1])) > 1e-4  # the free-spectra gap is real at width 50
+    # Why: the pairs W_2 O W_1 share both spectra (so the two-layer replica value) but not
+    # their exact entropy, which spreads over more than 1e-4 at every sigma; the replica
+    # value sits inside that spread.
+    rotated = np.asarray(curve["exact_rotated"])
+    assert rotated.shape == (16, len(SIGMAS))
+    assert np.all(rotated.max(axis=0) - rotated.min(axis=0) > 1e-4)
+    assert np.all((replica[:, 1] > rotated.min(axis=0)) & (replica[:, 1] < rotated.max(axis=0)))
     # A mixture centred on the samples with variance 1e-5: every pairwise distance
     # dwarfs the noise, and the KL bound saturates at H(Z) + log n.
     saturated = np.log(SAMPLES) / WIDTH + 0.5 * np.log(2 * np.pi * np.e * NOISE)
@@ -49,8 +57,26 @@ def check_linear(curve):
     np.testing.assert_allclose(curve["pairwise"], curve["pairwise_parametric"], atol=1e-3)
 
 
+def test_exact_linear_rotated_is_the_log_determinant():
+    """The singular-value form of the rotated exact entropy against the covariance
+    log-determinant of ``jr.exact.gaussian_chain``, for the identity and a random rotation."""
+    import jaxreplica as jr
+    from jaxreplica.sweeps import draw_weights
+
+    w1, w2 = draw_weights(30, seed=3)
+    rotations = np.concatenate([np.eye(30)[None], np.asarray(f2.haar_rotations(jax.random.PRNGKey(0), 30, 1))])
+    got = f2.exact_linear_rotated(w1, w2, SIGMAS, NOISE, rotations)
+    for o, row in zip(rotations, got):
+        for s, value in zip(SIGMAS, row):
+            want = jr.exact.gaussian_chain(weights=[s * w1, s * w2 @ o], noises=[0.0, NOISE], prior_var=1.0).entropy[1]
+            assert abs(value - float(want)) < 1e-10
+    np.testing.assert_allclose(rotations[1] @ rotations[1].T, np.eye(30), atol=1e-12)
+    assert np.all(np.abs(got[1] - got[0]) > 1e-6)  # a rotation changes the exact entropy
+
+
 def test_figure2_linear_small(tmp_path):
     result = run_figure2(tmp_path, "--activations", "linear")
+    assert (tmp_path / "figure2_linear_gap.png").stat().st_size > 10_000
     assert result["sigmas"] == SIGMAS and result["width"] == WIDTH and result["n_samples"] == SAMPLES
     assert result["wall_seconds"] > 0
     check_linear(result["curves"]["linear"])
@@ -101,3 +127,9 @@ def test_figure2_rejects_bad_arguments(tmp_path):
         f2.compute_figure2(width=10, sigmas=[-1.0], n_samples=20, progress=False)
     with pytest.raises(SystemExit):
         main(["figure2", "--sigmas", "a,b", "--out", str(tmp_path)])
+
+
+def test_figure2_notebook_runs():
+    from conftest import REPO, execute_notebook
+
+    execute_notebook(REPO / "notebooks" / "figure2.ipynb")
