@@ -256,3 +256,34 @@ def test_vmap_over_sigma_matches_loop():
     single = jax.jit(entropy)
     loop = np.array([float(single(s)) for s in sigmas])
     np.testing.assert_allclose(np.asarray(batched), loop, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("noise, branch", [(0.1, 0), (1e-3, 1), (1e-5, 1)])
+def test_square_linear_layer_theta_branch(noise, branch):
+    """A square 60-wide Gaussian layer with a Gaussian prior has its fixed point in closed
+    form: ``1 - theta = V = noise m``, ``A = m`` with ``m = mean 1/(lambda + noise)``. The
+    ``theta`` equation has two roots at ``gamma = A V``, and the fixed point sits on the
+    first at noise 0.1 but on the second at 1e-3 and 1e-5 (README, "Known limitation"):
+    ML-VAMP finds it; the fixed-point solver must match it or report non-convergence."""
+    W = np.random.RandomState(0).randn(60, 60) / np.sqrt(60)
+    lam = np.linalg.eigvalsh(W.T @ W)
+    m = np.mean(1.0 / (lam + noise))
+    theta, V, A = 1.0 - noise * m, noise * m, m
+    ens = jr.Empirical(eigenvalues=lam, alpha=1.0)
+    chain = jr.Chain(prior=jr.Normal(mean=0.0, var=1.0), layers=[(ens, jr.Linear(noise=noise))])
+    exact = float(jr.exact.gaussian_chain(weights=[W], noises=[noise]).entropy[0])
+
+    sol = jr.solve(chain)
+    assert bool(sol.converged) and abs(float(sol.entropy) - exact) < 1e-10
+    fp = sol.fixed_point
+    np.testing.assert_allclose([float(fp.theta[0]), float(fp.V[0]), float(fp.A[0])], [theta, V, A], rtol=1e-7)
+
+    grid = np.linspace(0.0, 1.0, 200_001)[1:-1]
+    h = np.asarray(jax.vmap(lambda t: ens._theta_equation(t, A * V))(grid))
+    assert np.all(np.isfinite(h))
+    roots = grid[np.nonzero(np.sign(h[:-1]) != np.sign(h[1:]))]
+    assert len(roots) == 2
+    assert abs(roots[branch] - theta) < 1e-5 and abs(roots[1 - branch] - theta) > 0.01
+
+    other = jr.solve(chain, method="fixed_point")
+    assert (not bool(other.converged)) or abs(float(other.entropy) - exact) < 1e-8
