@@ -332,13 +332,14 @@ def plot_linear_gap(result: dict, path=None):
     curve = result["curves"]["linear"]
     sigmas = np.asarray(result["sigmas"])
     exact = np.asarray(curve["exact"])[:, 1]
+    summary = linear_gap_summary(curve)
     fig, ax = plt.subplots(figsize=(7.6, 4.4))
     ax.axhline(0.0, color="C1", ls="--", lw=1.5, label="exact, drawn pair $W_2 W_1$")
     if "exact_rotated" in curve:
         rot = np.asarray(curve["exact_rotated"]) - exact
         for r in rot:
             ax.semilogx(sigmas, r, ls="", marker=".", ms=3, color="0.6")
-        mean, sd = rot.mean(axis=0), rot.std(axis=0, ddof=1) if len(rot) > 1 else np.zeros(rot.shape[1])
+        mean, sd = rot.mean(axis=0), summary["rotated_sd"]
         ax.fill_between(sigmas, mean - sd, mean + sd, color="0.85", zorder=0,
                         label=f"exact, $W_2 O W_1$ for {len(rot)} random rotations $O$ (mean $\\pm$ sd; dots)")
         ax.semilogx(sigmas, mean, color="0.4", lw=1.0)
@@ -346,7 +347,6 @@ def plot_linear_gap(result: dict, path=None):
                 label="replica, two layers (spectra of $W_1$, $W_2$)")
     ax.semilogx(sigmas, np.asarray(curve["replica_product"])[:, 1] - exact, color="C2", ls=":", lw=2.0,
                 label="replica, one layer (spectrum of $W_2 W_1$)")
-    summary = linear_gap_summary(curve)
     text = (f"max |replica - exact|: {summary['replica_gap'][1]:.1e} (two layers), "
             f"{summary['product_gap'][1]:.1e} (one layer)")
     if "rotated_sd" in summary:
