@@ -48,6 +48,9 @@ def run(args) -> int:
     _initialize_distributed(args)
     import jax
 
+    import matplotlib
+
+    matplotlib.use("Agg")
     from jaxreplica.sharding import parse_devices
     from jaxreplica.sweeps import DEFAULT_SIGMAS, plot_sweep, run_sweep
 

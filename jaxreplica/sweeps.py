@@ -221,9 +221,6 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
 
 
 def plot_sweep(result, path):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     names = list(result["curves"])
