@@ -25,6 +25,8 @@ from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rul
 
 __all__ = ["Normal", "Bimodal", "SpikeSlab"]
 
+MMSE_FLOOR = 1e-100  # an mmse that underflows (a discrete input recovered exactly) is held here
+
 
 class _MixturePrior:
     """Shared machinery: subclasses provide ``components()`` and ``_switches(A)``."""
@@ -49,41 +51,42 @@ class _MixturePrior:
     def _teacher_average(self, A, cfg: QuadratureConfig):
         """``E[log Z_0] - A rho/2`` and ``E[d^2 log Z_0/dB^2]`` over the teacher's ``B``.
 
-        The free entropy is returned *reduced* by its trivial part ``A rho/2``
-        (``log Z_0 = A x0^2/2 + log int dP(x) exp(-A (x - x0)^2/2 + sqrt(A) xi x)``): the
-        potential cancels that part against ``tA rho/2`` exactly, which keeps
-        entropies accurate when ``A`` reaches 1e8 (an input recovered almost exactly).
+        The free entropy is returned *reduced* by its trivial part ``A rho/2``: the
+        potential cancels that part against ``tA rho/2`` exactly, which keeps entropies
+        accurate when ``A`` reaches 1e8 (an input recovered almost exactly).
 
-        A control variate keeps the free entropy accurate at small ``A``: ``log Z_N`` of
-        the Normal prior with the same mean and variance is subtracted inside the
-        integral and its exact average added back (for small ``A`` both are nearly the
-        same quadratic in ``B``, and the averages are ``O(A^2)`` while the integrands
-        are ``O(A)``).
+        Each teacher component ``c`` (``x0 ~ N(m_c, v_c)``, so ``B ~ N(A m_c, A^2 v_c + A)``)
+        is averaged with its own log-partition ``log Z_c`` subtracted inside the integral
+        and its exact average ``A (m_c^2 + v_c)/2 - log(1 + A v_c)/2`` added back. What is
+        left, ``log Z_0 - log Z_c = log sum_c' w_c' Z_c'/Z_c``, is of order one at any
+        ``A`` (``log w_c`` where component ``c`` dominates, as it does once the input is
+        recovered), so no term of size ``A`` is ever integrated: the free entropy of a
+        discrete input keeps its limit ``-H(X)`` to round-off at ``A = 1e8``.
         """
         A = jnp.asarray(A, dtype=jnp.float64)
+        cfg = cfg.for_prior()
         logw, m, v = self.components()
         weights = [jnp.exp(lw) for lw in logw]
-        mu = sum(w * mi for w, mi in zip(weights, m))
-        var = self.second_moment() - mu * mu
-        logz = lambda b: self.log_partition(A, b) - log_gaussian_window(A, b, 1.0, -jnp.inf, jnp.inf, mu, var)
-        # The mmse is not controlled: it may be far below the control's var/q (1e-23).
         d1 = lambda b: jax.jvp(lambda x: self.log_partition(A, x), (b,), (jnp.ones_like(b),))[1]
-        # Exact teacher averages of the control variate (E B = A mu, E B^2 = A^2 rho + A).
-        q = 1.0 + var * A
-        # E log Z_N - A rho/2 = -log(q)/2: the O(A) part cancels analytically.
-        f_mean = -0.5 * jnp.log(q)
-        d2_mean = 0.0
+        f_mean, d2_mean = 0.0, 0.0
         points, widths = self._switches(A)
         for wc, mi, vi in zip(weights, m, v):
+            own = lambda b: log_gaussian_window(A, b, 1.0, -jnp.inf, jnp.inf, mi, vi)
             sd = jnp.sqrt(A * A * vi + A)
             # Sharp switches between components sit at fixed B, i.e. at B* - A m in the
             # centred teacher variable.
             y, w = kinked_gaussian_rule(sd, [bs - A * mi for bs in points], scale=list(widths), cfg=cfg)
             b = A * mi + y
-            f, d2 = jax.jvp(d1, (b,), (jnp.ones_like(b),))
-            f_mean = f_mean + wc * jnp.sum(w * logz(b))
+            logz, d2 = jax.jvp(d1, (b,), (jnp.ones_like(b),))
+            logz = self.log_partition(A, b) - own(b)
+            f_mean = f_mean + wc * (jnp.sum(w * logz) - 0.5 * jnp.log1p(A * vi))
             d2_mean = d2_mean + wc * jnp.sum(w * d2)
         return f_mean, d2_mean
+
+    def entropy(self):
+        """``H(X)`` per component: finite for a discrete prior, ``+inf`` otherwise (the
+        bound ``I(X; T) <= H(X)`` then says nothing)."""
+        return jnp.asarray(jnp.inf)
 
     def free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
         """``I_prior(A) = E log Z_0(A, A x0 + sqrt(A) xi)``."""
@@ -96,6 +99,12 @@ class _MixturePrior:
     def mmse(self, A, cfg: QuadratureConfig = DEFAULT):
         """``mmse(A) = E Var[x | B]``, the error of the scalar Gaussian channel of SNR ``A``."""
         return self._teacher_average(A, cfg)[1]
+
+    def extrinsic_precision(self, A, mmse):
+        """``1/mmse - A``: the precision the prior adds to a Gaussian observation of SNR
+        ``A`` (ML-VAMP's message ``a2x``). An mmse that underflowed is held at
+        ``MMSE_FLOOR`` (a discrete input recovered exactly)."""
+        return 1.0 / jnp.maximum(mmse, MMSE_FLOOR) - A
 
     def free_entropy_and_mmse(self, A, cfg: QuadratureConfig = DEFAULT):
         reduced, mmse = self._teacher_average(A, cfg)
@@ -127,6 +136,10 @@ class Normal(_MixturePrior):
     def _teacher_average(self, A, cfg: QuadratureConfig = DEFAULT):
         return self.reduced_free_entropy(A), self.mmse(A)
 
+    def extrinsic_precision(self, A, mmse):
+        """``1/var`` exactly (``1/mmse - A`` cancels when ``A`` is large)."""
+        return jnp.zeros_like(jnp.asarray(A, dtype=jnp.float64)) + 1.0 / self.var
+
 
 @pytree
 class Bimodal(_MixturePrior):
@@ -140,6 +153,11 @@ class Bimodal(_MixturePrior):
     def components(self):
         p = jnp.asarray(self.prob, dtype=jnp.float64)
         return (jnp.log(p), jnp.log1p(-p)), (1.0, -1.0), (0.0, 0.0)
+
+    def entropy(self):
+        """``H(X) = -p log p - (1 - p) log(1 - p)``."""
+        p = jnp.asarray(self.prob, dtype=jnp.float64)
+        return -(p * jnp.log(p) + (1.0 - p) * jnp.log1p(-p))
 
     def _switches(self, A):
         # log p + B = log(1-p) - B: the posterior flips sign at B* = log((1-p)/p)/2.

@@ -72,6 +72,9 @@ class QuadratureConfig:
     output_grade_ratio: float = 2.0
     output_grades: int = 22
     output_hermite_w: int = 12
+    # The prior's averages are one-dimensional: Gauss-Legendre nodes per segment there
+    # (10 integrate the Gaussian's mass and moments to round-off; 6 leave 1e-9).
+    prior_legendre: int = 10
     # Graded segments reach from the kink's scale to the rule's far end (ratio capped
     # at grade_ratio); False: fixed ratio grade_ratio, whatever the reach.
     adaptive_grading: bool = True
@@ -81,6 +84,10 @@ class QuadratureConfig:
             self, grade_ratio=self.output_grade_ratio, grades=self.output_grades, legendre=self.legendre + 2,
             hermite_w=self.output_hermite_w,
         )
+
+
+    def for_prior(self) -> "QuadratureConfig":
+        return dataclasses.replace(self, legendre=self.prior_legendre)
 
 
 DEFAULT = QuadratureConfig()
