@@ -170,6 +170,20 @@ class _Channel:
                 total = total - mass * (0.5 * jnp.log(2.0 * jnp.pi * noise) + jnp.log(jnp.abs(val))) - 0.5 * second
         return jnp.sum(weight * total)
 
+    def output_extrinsic_variance(self, V, ahat):
+        """``1/Ahat_last - V``: the variance of ``z`` that the channel's observation
+        leaves (ML-VAMP's ``1/a1z``). A channel whose pieces all have a slope is
+        invertible: ``t`` gives ``z + xi`` exactly and the answer is ``noise``, which
+        the subtraction would lose to cancellation at small noise."""
+        if all(kind == "linear" for _, _, kind, _ in self.pieces()):
+            return jnp.zeros_like(jnp.asarray(V, dtype=jnp.float64)) + self.noise
+        return 1.0 / ahat - V
+
+    def hidden_extrinsic(self, A, V, ahat, vhat):
+        """``(1/Ahat - V, 1/Vhat - A)``: the extrinsic variance of ``z`` and precision of
+        ``t`` of a hidden layer (ML-VAMP's ``1/a1z`` and ``a2x``)."""
+        return 1.0 / ahat - V, 1.0 / vhat - A
+
     def output_free_entropy(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         return self.output_functions(V, rho, cfg)[0]
 
@@ -337,6 +351,10 @@ class Linear(_Channel):
             s / (1.0 + A * s),
         )
 
+    def hidden_extrinsic(self, A, V, ahat, vhat):
+        """``(noise + 1/A, 1/(noise + V))`` in closed form."""
+        return self.noise + 1.0 / A, 1.0 / (V + self.noise)
+
 
 @pytree
 class ReLU(_Channel):
@@ -491,6 +509,12 @@ class Switched(_Channel):
 
     def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
         return self._switch("hidden_functions", (A, V, rho), cfg)
+
+    def output_extrinsic_variance(self, V, ahat):
+        return self._switch("output_extrinsic_variance", (V, ahat))
+
+    def hidden_extrinsic(self, A, V, ahat, vhat):
+        return self._switch("hidden_extrinsic", (A, V, ahat, vhat))
 
 
 def _f64(*xs):

@@ -65,8 +65,25 @@ class Gaussian:
         return v1 * s
 
     def llmse_complement(self, a, v):
-        """``1 - a llmse(a, v)``."""
-        return 1.0 - a * self.llmse(a, v)
+        """``1 - a llmse(a, v) = mean_j lambda_j/(lambda_j + a v)``, without cancellation.
+
+        With ``x = -a v/scale^2`` and ``h = 1 + x s(x)``, the Marchenko-Pastur equation for
+        ``s`` becomes ``h^2 + (x - alpha - 1) h + alpha = 0``; its small root is
+        ``2 alpha/(P + sqrt(P^2 - 4 alpha))`` with ``P = 1 + alpha - x > 0``, free of the
+        cancellation of ``1 - a llmse`` when ``a v`` is huge (a recovered input)."""
+        P = 1.0 + self.alpha + a * v / self.scale**2
+        return 2.0 * self.alpha / (P + jnp.sqrt(jnp.maximum(P * P - 4.0 * self.alpha, 0.0)))
+
+    def llmse_excess(self, a, v):
+        """``alpha - llmse_complement(a, v)``, without cancellation when ``a v`` is tiny.
+
+        ``k = alpha - h`` solves ``k^2 + b k - c alpha = 0`` with ``c = a v/scale^2``,
+        ``b = 1 - alpha + c``; its positive root is taken in the form free of
+        cancellation for either sign of ``b``."""
+        c = a * v / self.scale**2
+        b = 1.0 - self.alpha + c
+        root = jnp.sqrt(b * b + 4.0 * c * self.alpha)
+        return jnp.where(b > 0, 2.0 * c * self.alpha / (b + root), 0.5 * (root - b))
 
 
 @pytree
@@ -133,6 +150,15 @@ class Empirical:
         """``1 - a llmse(a, v) = mean_j lambda_j/(lambda_j + a v)``, without cancellation
         when ``a`` is huge (a perfectly recovered layer)."""
         return jnp.mean(self.eigenvalues / (self.eigenvalues + a * v))
+
+    def llmse_excess(self, a, v):
+        """``alpha - llmse_complement(a, v) = (alpha - 1 + z0) + (1/n) sum_{lambda>0} a v/(lambda + a v)``
+        (``z0`` the fraction of zero eigenvalues), without cancellation when ``a v`` is tiny."""
+        lam, mask, z0 = self._positive()
+        c = a * v
+        rank_gap = self.alpha - 1.0 + z0
+        rank_gap = jnp.where(jnp.abs(rank_gap) < 1e-9, 0.0, rank_gap)
+        return rank_gap + jnp.sum(jnp.where(mask, c / (lam + c), 0.0)) / lam.shape[0]
 
     def free_entropy_term(self, A, V, theta):
         """``F = 2 alpha theta + (alpha - 1 + z0) log|1 - theta| + z0 log(1 - alpha theta)

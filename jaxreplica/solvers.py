@@ -30,12 +30,12 @@ from jaxreplica._struct import check, pytree
 from jaxreplica.chain import Chain
 from jaxreplica.ensembles import Empirical
 from jaxreplica.potential import OrderParameters, noise_entropy, phi
+from jaxreplica.priors import MMSE_FLOOR as V_FLOOR
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 
 __all__ = ["Solution", "solve", "solve_layers", "LayerSolutions", "stationarity"]
 
 TINY = 1e-300
-V_FLOOR = 1e-100  # an mmse that underflows (a discrete input recovered exactly) is held here
 DELTA = 1e-10  # the fixed-point solver's "small" start
 
 
@@ -59,6 +59,9 @@ class Solution:
         at the returned point; otherwise the largest relative change of an order
         parameter in the last iteration (see :func:`stationarity` for the former).
       start_potentials: ``phi`` reached from each start (NaN where it did not converge).
+      branches: the stationary point reached from each start (:class:`Branches`): the
+        uninformed (algorithmic) and informed branches with their potentials, errors
+        and convergence.
     """
 
     entropy: jax.Array
@@ -71,6 +74,54 @@ class Solution:
     iterations: jax.Array
     residual: jax.Array
     start_potentials: jax.Array
+    branches: "Branches"
+
+
+@pytree
+class Branches:
+    """The stationary point reached from each start of the multi-start (axis ``-1``).
+
+    Starts are named by ``names`` (static): ``"uninformed"`` (every error at its
+    largest: the state evolution of an algorithm that knows nothing, whose end point is
+    the algorithmic prediction), ``"informed"`` (every error near zero: the branch of
+    near-perfect recovery) and, for deeper chains, one start per layer. The solution is
+    the converged branch of smallest potential; where the informed branch wins while the
+    uninformed one ends elsewhere, the problem is in its hard phase (the
+    information-theoretic transition has happened, the algorithmic one has not).
+
+    Attributes:
+      potential: ``phi`` at the end of each start (also where it did not converge).
+      mutual_information: ``I(X; T_L)/n_0`` of each branch (``potential`` plus the
+        last layer's noise term; NaN with a noisy hidden layer, as for the solution).
+      mmse: the error ``V_1`` on the input of each branch (0 where it underflows).
+      converged: whether each start met the tolerance.
+      iterations: iterations of each start.
+    """
+
+    _static = ("names",)
+
+    potential: jax.Array
+    mutual_information: jax.Array
+    mmse: jax.Array
+    converged: jax.Array
+    iterations: jax.Array
+    names: tuple = ()
+
+    def __getitem__(self, name: str) -> dict:
+        """The fields of one named start, e.g. ``branches["informed"]["mmse"]``."""
+        if name not in self.names:
+            raise KeyError(f"no start named {name!r}; starts are {self.names}")
+        i = self.names.index(name)
+        fields = ("potential", "mutual_information", "mmse", "converged", "iterations")
+        return {f: getattr(self, f)[..., i] for f in fields}
+
+    @property
+    def uninformed(self) -> dict:
+        return self["uninformed"]
+
+    @property
+    def informed(self) -> dict:
+        return self["informed"]
 
 
 # ----------------------------------------------------------------------------------
@@ -92,26 +143,32 @@ def _vamp_sweep(state, chain: Chain, cfg, trho):
     talpha = chain.cumulative_alphas()
     ens = chain.ensembles
     chs = chain.channels
-    v1x, g = [None] * L, [None] * L
+    v1x, g, a2x, a1z_inv = [None] * L, [None] * L, [None] * L, [None] * L
     free, v1x[0] = chain.prior._teacher_average(a1x[0], cfg)
+    # The denoisers' extrinsic messages a2x = 1/v1x - a1x and 1/a1z = 1/g - 1/a2z come from
+    # the blocks themselves, which know the cancellation-free form where there is one
+    # (a Gaussian input, an invertible channel): at small noise both subtractions lose
+    # every digit, and the map would move on a staircase that no tolerance can meet.
+    a2x[0] = chain.prior.extrinsic_precision(a1x[0], v1x[0])
     free = -free
     for k in range(L - 1):
         i_h, g[k], v1x[k + 1] = chs[k].hidden_functions(a1x[k + 1], 1.0 / a2z[k], trho[k], cfg)
+        a1z_inv[k], a2x[k + 1] = chs[k].hidden_extrinsic(a1x[k + 1], 1.0 / a2z[k], g[k], v1x[k + 1])
         free = free - talpha[k + 1] * i_h
     i_last, g[L - 1] = chs[L - 1].output_functions(1.0 / a2z[L - 1], trho[L - 1], cfg)
+    a1z_inv[L - 1] = chs[L - 1].output_extrinsic_variance(1.0 / a2z[L - 1], g[L - 1])
     free = free - talpha[L] * i_last
     v1x = jnp.maximum(jnp.stack(v1x), V_FLOOR)
-    g = jnp.stack(g)
-    a2x = 1.0 / v1x - a1x
-    a1z_inv = 1.0 / g - 1.0 / a2z
+    g, a2x, a1z_inv = jnp.stack(g), jnp.stack(a2x), jnp.stack(a1z_inv)
     new_a1x, new_a2z, theta = [], [], []
     phi_here = free
     for k in range(L):
         comp = ens[k].llmse_complement(a2x[k], a1z_inv[k])
-        v1z = a1z_inv[k] * comp / ens[k].alpha
-        new_a2z.append(1.0 / v1z - 1.0 / a1z_inv[k])
+        # a2z = 1/v1z - 1/a1z with v1z = a1z comp/alpha, i.e. (alpha - comp)/(comp a1z):
+        # alpha - comp comes from the ensemble without cancellation.
+        new_a2z.append(ens[k].llmse_excess(a2x[k], a1z_inv[k]) / (comp * a1z_inv[k]))
         new_a1x.append(comp / ens[k].llmse(a2x[k], a1z_inv[k]))  # = 1/v2x - a2x
-        theta.append(1.0 / (1.0 + new_a2z[k] * a1z_inv[k]))
+        theta.append(comp / ens[k].alpha)  # = 1/(1 + a2z a1z)
         th_here = 1.0 / (1.0 + a2z[k] * a1z_inv[k])
         phi_here = phi_here + 0.5 * talpha[k] * (
             -a1x[k] * v1x[k] - ens[k].alpha * g[k] / a2z[k] + ens[k].free_entropy_term(g[k], v1x[k], th_here)
@@ -156,8 +213,11 @@ def _fp_sweep(state, chain: Chain, cfg, trho):
             V[k] = chain.prior.mmse(tA[0], cfg)
         else:
             V[k] = chs[k - 1].hidden_functions(tA[k], tV[k - 1], trho[k - 1], cfg)[2]
-    op = OrderParameters(V=jnp.stack(V), A=jnp.stack(A), tV=jnp.stack(tV), tA=jnp.stack(tA), theta=jnp.stack(th))
-    return (jnp.stack(V), jnp.stack(A)), op, jnp.nan
+    # An error that underflows (a discrete input recovered exactly) is held at the floor,
+    # where conj() takes the limit V -> 0.
+    V = jnp.maximum(jnp.stack(V), V_FLOOR)
+    op = OrderParameters(V=V, A=jnp.stack(A), tV=jnp.stack(tV), tA=jnp.stack(tA), theta=jnp.stack(th))
+    return (V, jnp.stack(A)), op, jnp.nan
 
 
 # ----------------------------------------------------------------------------------
@@ -226,7 +286,11 @@ def _iterate(sweep, state0, chain, tol, max_iter, cfg, accelerate=True, trho=Non
         gamma = _spd_solve(gram + reg * jnp.eye(m), dF @ f)
         # An extrapolation moves no message by more than a factor e^REACH beyond the plain step.
         x_acc = g + jnp.clip(-dG.T @ gamma, -REACH, REACH)
-        use_acc = accelerate & (filled > 0) & jnp.all(jnp.isfinite(x_acc))
+        # Only forward: an extrapolation against the plain step's direction is a
+        # symptom of a near-singular history (a map that translates the messages at a
+        # constant rate, as on the way to a recovered input) and is refused.
+        forward = jnp.dot(x_acc - c["x"], f) > 0
+        use_acc = accelerate & (filled > 0) & jnp.all(jnp.isfinite(x_acc)) & forward
         x_next = jnp.where(ok, jnp.where(use_acc, x_acc, g), c["g"])
         change = jnp.where(ok, jnp.where(c["have"], _relative_change(op, c["op"]), jnp.inf), c["change"])
         change = jnp.where(jnp.isnan(change), -1.0, change)
@@ -318,18 +382,43 @@ def _newton(residual_fn, x0, steps: int):
     return x
 
 
+INFORMED = 1e-10  # the informed start's errors, relative to each layer's second moment
+
+
+def start_names(depth: int) -> tuple:
+    """Names of the multi-start's initial conditions, in the order they are run."""
+    per_layer = tuple(f"layer {k + 1} lowered" for k in range(depth)) if depth > 1 else ()
+    return ("uninformed", "informed") + per_layer
+
+
 def _starts(chain: Chain, method: str, moments):
-    """Initial states of the multi-start: one default plus one per layer."""
+    """Initial states of the multi-start, named by :func:`start_names`.
+
+    * ``uninformed``: every error at its largest, ``V_k = rho_k`` (the state evolution of
+      an algorithm that starts knowing nothing; its end point is the algorithmic
+      prediction);
+    * ``informed``: every error at ``1e-10 rho_k`` (the branch of near-perfect recovery:
+      a discrete input's perfect-recovery point ``V = 0`` is reached from here, where it
+      is stable, whatever the uninformed start does);
+    * for deeper chains, one start per layer with that layer's error lowered (to 1% of
+      ``rho_k`` for ML-VAMP, to ``1e-10`` for the fixed point) and the others at the
+      uninformed (ML-VAMP) or informed (fixed point) value.
+    """
     rho, trho = moments
     rho = jnp.stack([jnp.asarray(r, dtype=jnp.float64) for r in rho])
+    trho = jnp.stack([jnp.asarray(t, dtype=jnp.float64) for t in trho])
     L = chain.depth
+    lowered = [rho.at[k].multiply(0.01) for k in range(L)] if L > 1 else []
     if method == "vamp":
-        # From v0 = rho (replica-math.md: v0 = 1e-10 makes a2x cancel); the other starts
-        # lower one layer's v0 to 1% of its rho.
-        v0 = jnp.stack([rho] + [rho.at[k].multiply(0.01) for k in range(L)])
-        a2z = 1.0 / jnp.stack([jnp.asarray(t, dtype=jnp.float64) for t in trho])  # z uninformed
-        return (1.0 / v0, jnp.broadcast_to(a2z, v0.shape))
-    v0 = jnp.stack([jnp.full_like(rho, DELTA)] + [jnp.full_like(rho, DELTA).at[k].set(rho[k]) for k in range(L)])
+        # v0 = rho rather than 1e-10 for the uninformed start (replica-math.md: a tiny v0
+        # makes a2x = 1/v1x - a1x cancel for a Gaussian input); the informed start's
+        # messages on z are as informed as those on the input.
+        v0 = jnp.stack([rho, INFORMED * rho] + lowered)
+        tv0 = jnp.stack([trho, INFORMED * trho] + [trho] * len(lowered))
+        return (1.0 / v0, 1.0 / tv0)
+    small = jnp.full_like(rho, DELTA)
+    raised = [small.at[k].set(rho[k]) for k in range(L)] if L > 1 else []
+    v0 = jnp.stack([rho, small] + raised)
     return (v0, 1.0 / (2.0 * v0))
 
 
@@ -351,10 +440,7 @@ def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg
         ops, its, oks, changes, phis = jax.vmap(run)(starts)
     if method != "vamp":
         phis = jax.vmap(lambda o: phi(o, chain, cfg))(ops)
-    # A start that ends with an error held at the floor has run into the trivial
-    # perfect-recovery point of a discrete input (V = 0, tA = infinity), where the
-    # potential is not computable; it does not count as converged.
-    oks = oks & jnp.all(ops.V > 1e10 * V_FLOOR, axis=-1)
+    raw_phis = phis
     phis = jnp.where(oks & jnp.isfinite(phis), phis, jnp.nan)
     any_ok = jnp.any(oks)
     # Smallest phi (Claim 1). Starts within round-off of the smallest phi are tied; the
@@ -387,7 +473,8 @@ def _core(chain: Chain, init, method: str, tol, max_iter, polish_steps: int, cfg
         ok = any_ok & oks[best]
     x, potential = _at_stationary_point(chain, x, value, template, cfg)
     op = _unpack(x, chain, template)
-    return op, potential, ok, it, residual, phis
+    per_start = dict(potential=raw_phis, mmse=ops.V[:, 0], converged=oks, iterations=its)
+    return op, potential, ok, it, residual, phis, per_start
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
@@ -457,22 +544,44 @@ def solve(
     check("tol", tol, positive=True)
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be at least 1 (got {max_iter})")
-    op, potential, converged, it, residual, phis = _core_jit(
+    op, potential, converged, it, residual, phis, per_start = _core_jit(
         chain, init, method, jnp.asarray(tol, dtype=jnp.float64), int(max_iter), int(polish_steps), quadrature
     )
-    mi_last = potential + noise_entropy(chain, quadrature)
+    noise_term = noise_entropy(chain, quadrature)
+    information = lambda phi_value: jnp.where(chain.hidden_noiseless(), phi_value + noise_term, jnp.nan)
+    mi = information(potential)
+    # I(X; T_L) <= H(X) for a discrete input: a selected point above it is not a
+    # solution, whatever the iteration says.
+    converged = converged & ~(mi > chain.prior.entropy() + BOUND_SLACK)
+    names = ("warm start",) if init is not None else start_names(chain.depth)
     return Solution(
         entropy=potential,
-        mutual_information=jnp.where(chain.hidden_noiseless(), mi_last, jnp.nan),
-        last_layer_information=mi_last,
-        mmse=op.V[0],
+        mutual_information=mi,
+        last_layer_information=potential + noise_term,
+        mmse=_reported_error(op.V[0]),
         fixed_point=op,
         potential=potential,
         converged=converged,
         iterations=it,
         residual=residual,
         start_potentials=phis,
+        branches=Branches(
+            potential=per_start["potential"],
+            mutual_information=information(per_start["potential"]),
+            mmse=_reported_error(per_start["mmse"]),
+            converged=per_start["converged"],
+            iterations=per_start["iterations"],
+            names=names,
+        ),
     )
+
+
+BOUND_SLACK = 1e-9  # round-off allowed above I(X; T) <= H(X)
+
+
+def _reported_error(V):
+    """An error held at the floor underflowed (a discrete input recovered exactly): 0."""
+    return jnp.where(V <= V_FLOOR, 0.0, V)
 
 
 def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig = DEFAULT):
