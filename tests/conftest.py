@@ -1,4 +1,4 @@
-"""Shared test helpers: float64, reference data locations, notebook execution."""
+"""Shared test helpers: float64, the test data of ``tests/data``, notebook execution."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ import pytest
 import jaxreplica  # noqa: F401  (switches on float64)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REFERENCE = SHARED / "reference"
+DATA = REPO / "tests" / "data"
 
 
 def load_reference(name: str):
-    path = REFERENCE / name
+    """A file of ``tests/data`` (JSON as a dict, ``.npz`` as NumPy arrays).
+
+    A missing file raises: a test that has nothing to compare with fails."""
+    path = DATA / name
     if not path.exists():
-        pytest.skip(f"reference file {path} not found")
+        raise FileNotFoundError(f"test data {path} is missing (see tests/data/README.md)")
     if path.suffix == ".json":
         return json.loads(path.read_text())
     import numpy as np

@@ -1,18 +1,17 @@
 """Whole chains: reference cases, closed forms, stationarity, agreement of the solvers."""
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxreplica as jr
-from conftest import REFERENCE
+from conftest import load_reference
 from _chains import chain_from_case
+from _independent import spikeslab_linear_replica
 
-MODELS = json.loads((REFERENCE / "dnner_models.json").read_text())["cases"] if (REFERENCE / "dnner_models.json").exists() else []
-SPECTRA = np.load(REFERENCE / "spectra.npz") if (REFERENCE / "spectra.npz").exists() else {}
+MODELS = load_reference("dnner_models.json")["cases"]
+SPECTRA = load_reference("spectra.npz")
 SLOW_CASES = {"demo_relu_hardtanh", "demo_relu_hardtanh_vamp", "gauss_normal_relu_relu"}
 # The reference's entropy for gauss_spikeslab_linear (noise 1e-8, tA ~ 6e7) is 6.5e-4 above
 # ours and its mmse 9e-4 (relative) below. test_spikeslab_linear_independent settles it
@@ -55,60 +54,14 @@ def test_reference_case_fixed_point(case):
     _check_case(case, "fixed_point")
 
 
-# Computed by _spikeslab_linear_independent() below (SciPy, no engine code).
+# Computed by _independent.spikeslab_linear_replica (SciPy, no engine code).
 SPIKESLAB_INDEPENDENT = {"entropy": -3.927412013832358, "mmse": 3.34787e-09}
-
-
-def _spikeslab_linear_independent(rho=0.2, alpha=0.8, delta=1e-8, E0=3.3e-9):
-    """``H(T)/n`` and the mmse of ``T = W x + noise``, ``x`` spike-and-slab, ``W`` i.i.d.
-    Gaussian, from the replica-symmetric formula for random linear estimation,
-    ``I/n = min_E (alpha/2)[log(1 + E/delta) - E/(E + delta)] + I(X; sqrt(gamma) X + Z)``
-    with ``gamma = alpha/(delta + E)``; the scalar mutual information by SciPy quadrature
-    in the channel output ``B``, the minimiser ``E = mmse(gamma(E))`` by iteration with
-    ``mmse = 2 dI/dgamma`` (I-MMSE) from a central difference."""
-    from scipy import integrate
-
-    def normal_pdf(t):
-        return np.exp(-0.5 * t * t) / np.sqrt(2.0 * np.pi)
-
-    def average(h, sd, kinks):
-        # E h(B), B ~ N(0, sd^2), on [-38, 38] sd, refined geometrically around the kinks.
-        edges = set(np.linspace(-38.0, 38.0, 77))
-        for k in kinks:
-            for j in range(31):
-                for sign in (-1.0, 1.0):
-                    x = k + sign * 1e-3 * abs(k) * 2.0**j
-                    if -38.0 < x < 38.0:
-                        edges.add(x)
-        edges = sorted(edges)
-        return sum(integrate.quad(lambda t: h(t * sd) * normal_pdf(t), a, b, epsabs=1e-17, epsrel=1e-13,
-                                  limit=200)[0] for a, b in zip(edges[:-1], edges[1:]))
-
-    def scalar_information(gamma):
-        # I(X; sqrt(gamma) X + Z) = gamma rho/2 - E log Z, in B = gamma x + sqrt(gamma) z.
-        def log_z(b):
-            return np.logaddexp(np.log(1.0 - rho), np.log(rho) - 0.5 * np.log1p(gamma) + b * b / (2.0 * (1.0 + gamma)))
-        switch = np.sqrt(2.0 * (1.0 + gamma) * (np.log((1.0 - rho) / rho) + 0.5 * np.log1p(gamma)))
-        spike = average(log_z, np.sqrt(gamma), [switch / np.sqrt(gamma), -switch / np.sqrt(gamma)])
-        sd = np.sqrt(gamma * gamma + gamma)
-        # slab: E log Z = E[log Z - B^2/(2(1+gamma))] + gamma/2
-        slab = average(lambda b: log_z(b) - b * b / (2.0 * (1.0 + gamma)), sd, [switch / sd, -switch / sd])
-        return -((1.0 - rho) * spike + rho * slab)
-
-    E = E0
-    for _ in range(8):
-        gamma = alpha / (delta + E)
-        h = 1e-4
-        E = 2.0 * (scalar_information(gamma * (1 + h)) - scalar_information(gamma * (1 - h))) / (2 * h * gamma)
-    gamma = alpha / (delta + E)
-    information = 0.5 * alpha * (np.log1p(E / delta) - E / (E + delta)) + scalar_information(gamma)
-    return information + 0.5 * alpha * np.log(2.0 * np.pi * np.e * delta), E
 
 
 def test_spikeslab_linear_independent():
     case = next(c for c in MODELS if c["name"] == "gauss_spikeslab_linear")
     assert case["layers"][0] == {"kind": "spikeslab", "prob": 0.2, "mean": 0.0, "var": 1.0}
-    entropy, mmse = _spikeslab_linear_independent()
+    entropy, mmse = spikeslab_linear_replica(rho=0.2, alpha=0.8, delta=1e-8, E0=3.3e-9)
     assert abs(entropy - SPIKESLAB_INDEPENDENT["entropy"]) < 1e-8
     assert abs(mmse / SPIKESLAB_INDEPENDENT["mmse"] - 1.0) < 1e-4
     sol = jr.solve(chain_from_case(case, SPECTRA))
@@ -245,7 +198,7 @@ def test_vmap_64_sigmas_two_layers_matches_loop(activation):
 
 
 def test_vmap_over_sigma_matches_loop():
-    eig = np.asarray(SPECTRA["seed42_1000x1000_a"]) if "seed42_1000x1000_a" in SPECTRA else None
+    eig = np.asarray(SPECTRA["seed42_1000x1000_a"])
     sigmas = jnp.array([0.5, 1.0, 2.0, 4.0])
 
     def entropy(s):

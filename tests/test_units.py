@@ -1,15 +1,13 @@
 """Scalar functions of priors and channels against the reference implementation."""
 
-import json
-
 import numpy as np
 import pytest
 
 import jaxreplica as jr
-from conftest import REFERENCE, load_reference
+from conftest import load_reference
 from _chains import PRIORS, channel
 
-UNITS = json.loads((REFERENCE / "dnner_units.json").read_text()) if (REFERENCE / "dnner_units.json").exists() else {"priors": [], "outputs": [], "interfaces": []}
+UNITS = load_reference("dnner_units.json")
 
 # The reference's Bimodal mmse at A = 100 (about 2e-23) is off by 20%: its adaptive
 # quadrature misses the narrow peak of sech^2 at z = -sqrt(A). These values were
