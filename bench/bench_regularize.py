@@ -1,4 +1,4 @@
-"""Cost of an information-regularized training step against a plain one (issue 7).
+"""Cost of an information-regularized training step against a plain one.
 
 For each case a preset network and its data are built (``jaxreplica.experiments.presets.build``),
 the training set is cut to ``--batches`` batches, and two jitted epochs are timed:

@@ -1,4 +1,4 @@
-"""Solves and training split over devices (issue 8).
+"""Solves and training split over devices.
 
 Several devices are forced on the CPU (``XLA_FLAGS=--xla_force_host_platform_device_count=4``),
 which must be set before JAX starts: those checks run in subprocesses. The chains are
