@@ -61,7 +61,7 @@ def main():
     rows.append({"what": "demo entropy (warm)", "seconds": warm, "reference_seconds": ref["reference_seconds"],
                  "value": float(sol.entropy), "reference_value": ref["entropy"]})
     if args.sweep:
-        from jaxreplica.sweeps import run_sweep
+        from jaxreplica.experiments.figure2 import run_sweep
 
         fig2 = json.loads((ref_dir / "fig2_sweep.json").read_text())
         t = time.perf_counter()
@@ -72,7 +72,7 @@ def main():
         err = max(v for e in errors.values() for v in e.values())
         # The reference's linear H(T_1) is off from the exact log-determinant (its theta
         # minimisation; replica-math.md): compare ours with the log-determinant instead.
-        from jaxreplica.sweeps import demo_spectra
+        from jaxreplica.experiments.figure2 import demo_spectra
 
         eig1, _ = demo_spectra()
         exact_h1 = [0.5 * np.mean(np.log1p(s * s * eig1 / fig2["noise_last"])) + 0.5 * np.log(2 * np.pi * np.e * fig2["noise_last"])

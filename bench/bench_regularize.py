@@ -1,10 +1,10 @@
-"""Cost of an information-regularized training step against a plain one (issue 7).
+"""Cost of an information-regularized training step against a plain one.
 
-For each case a preset network and its data are built (``jaxreplica._cmd_train.build``),
+For each case a preset network and its data are built (``jaxreplica.experiments.presets.build``),
 the training set is cut to ``--batches`` batches, and two jitted epochs are timed:
 
-* plain: ``train.make_epoch(train.make_step(...))`` (task loss and its gradient);
-* regularized: ``regularize.make_regularized_epoch(regularize.make_regularized_step(...))``
+* plain: ``training.make_epoch(training.make_step(...))`` (task loss and its gradient);
+* regularized: ``training.make_epoch(training.make_step(..., penalty=InformationPenalty(...)))``
   with ``beta I(X; T_l)/n_0`` on the given layer (warm-started replica solve of the
   chain ``prior -> generative -> layers 1..l`` and its envelope gradient in every
   step, plus one evaluation at the end of the epoch).
@@ -42,9 +42,9 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import jaxreplica  # noqa: E402,F401
-from jaxreplica import regularize as rg  # noqa: E402
-from jaxreplica import train as jt  # noqa: E402
-from jaxreplica._cmd_train import build  # noqa: E402
+import jaxreplica.training as jt  # noqa: E402
+from jaxreplica.experiments.presets import build  # noqa: E402
+from jaxreplica.training.step import penalty_summary  # noqa: E402
 
 SMALL = [
     ("figure3", dict(width=100), 3, 0.1),
@@ -66,7 +66,7 @@ def _timed(fn, *args):
 
 
 def bench_case(preset: str, kwargs: dict, layer: int, beta: float, batches: int, epochs: int) -> dict:
-    net, data, _ = build(preset, seed=0, **kwargs)
+    net, data, _ = build(preset, jax.random.key(0), **kwargs)
     batch = 100 if data.task == "classification" else 50
     n = batches * batch
     data = dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
@@ -79,15 +79,15 @@ def bench_case(preset: str, kwargs: dict, layer: int, beta: float, batches: int,
     p, s = params, tx.init(params)
     plain_times = []
     for e in range(epochs + 1):
-        (p, s, _), dt = _timed(plain, p, s, frozen, jax.random.fold_in(key, e), data.x_train, data.y_train)
+        (p, s, _, _), dt = _timed(plain, p, s, None, frozen, jax.random.fold_in(key, e), data.x_train, data.y_train)
         plain_times.append(dt)
 
-    penalty = rg.InformationPenalty.for_network(net, data, {layer: beta})
+    penalty = jt.InformationPenalty.for_network(net, data, {layer: beta})
     t0 = time.perf_counter()
-    _, pstate = penalty.initial(rg.singular_values(params, penalty.depth))
+    _, pstate = penalty.initial(jt.singular_values(params, penalty.depth))
     jax.block_until_ready(pstate)
     cold_s = time.perf_counter() - t0
-    reg = rg.make_regularized_epoch(rg.make_regularized_step(graphdef, tx, loss, penalty), batch, penalty)
+    reg = jt.make_epoch(jt.make_step(graphdef, tx, loss, penalty=penalty), batch, penalty_summary(penalty))
     p, s = params, tx.init(params)
     reg_times, iters, failed = [], [], 0
     for e in range(epochs + 1):

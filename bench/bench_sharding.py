@@ -5,7 +5,7 @@
 
 The sweep is the paper's Figure-2 one (two layers, the same activation on both,
 ``sigma`` log-spaced in [0.1, 10], noise 1e-5 on the last layer), for ReLU and
-hardtanh: ``points`` chains stacked with ``jaxreplica.sharding.stack_chains`` and
+hardtanh: ``points`` chains stacked with ``jaxreplica.batched.stack_chains`` and
 solved by ``solve_layers_batched`` over all devices. Each device count runs in its own
 subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (on a CPU the
 "devices" share its cores; on a machine with N accelerators pass ``--real-devices``
@@ -35,8 +35,8 @@ def worker(args) -> dict:
     import numpy as np
 
     import jaxreplica  # noqa: F401  (float64)
-    from jaxreplica.sharding import batch_mesh, describe_mesh, solve_layers_batched, stack_chains
-    from jaxreplica.sweeps import demo_spectra, figure2_chain
+    from jaxreplica.batched import batch_mesh, describe_mesh, solve_layers_batched, stack_chains
+    from jaxreplica.experiments.figure2 import demo_spectra, figure2_chain
 
     mesh = batch_mesh(args.n_devices)
     sigmas = np.logspace(-1, 1, args.points)

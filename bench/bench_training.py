@@ -35,8 +35,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxreplica  # noqa: E402,F401
-from jaxreplica._cmd_train import build  # noqa: E402
-from jaxreplica.train import Tracking, train  # noqa: E402
+from jaxreplica.experiments.presets import build  # noqa: E402
+from jaxreplica.training import TrainConfig, Tracking, train  # noqa: E402
 
 SMALL = [
     ("figure3", dict(width=100), 6),
@@ -51,10 +51,10 @@ PAPER = [
 
 
 def bench_case(preset: str, kwargs: dict, epochs: int) -> dict:
-    net, data, defaults = build(preset, seed=0, **kwargs)
+    net, data, defaults = build(preset, jax.random.key(0), **kwargs)
     tracking = Tracking(every=1, layers=defaults["layers"], tol=defaults["tol"])
     t0 = time.perf_counter()
-    _, hist = train(net, data, epochs=epochs, tracking=tracking, progress=False)
+    _, hist = train(net, data, jax.random.key(0), TrainConfig(epochs=epochs), tracking=tracking, progress=False)
     total = time.perf_counter() - t0
     epoch_s = float(np.mean(hist.epoch_seconds[2:])) if epochs >= 2 else float(hist.epoch_seconds[1])
     track_s = float(np.mean(hist.tracking_seconds[2:]))

@@ -13,7 +13,7 @@ jax.config.update("jax_enable_x64", True)
 from jaxreplica.priors import Normal, Bimodal, SpikeSlab  # noqa: E402
 from jaxreplica.channels import Linear, ReLU, LeakyReLU, HardTanh, Probit, Switched  # noqa: E402
 from jaxreplica.ensembles import Gaussian, Empirical  # noqa: E402
-from jaxreplica.chain import Chain  # noqa: E402
+from jaxreplica.chain import Chain, SpectralLayer, chain_from_spectra  # noqa: E402
 from jaxreplica.potential import OrderParameters, phi  # noqa: E402
 from jaxreplica.quadrature import QuadratureConfig  # noqa: E402
 from jaxreplica.solvers import Solution, LayerSolutions, solve, solve_layers, stationarity  # noqa: E402
@@ -25,6 +25,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Normal", "Bimodal", "SpikeSlab",
     "Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched",
-    "Gaussian", "Empirical", "Chain", "OrderParameters", "phi", "QuadratureConfig",
+    "Gaussian", "Empirical", "Chain", "SpectralLayer", "chain_from_spectra", "OrderParameters", "phi", "QuadratureConfig",
     "Solution", "LayerSolutions", "solve", "solve_layers", "stationarity", "exact", "estimators",
 ]

@@ -8,7 +8,11 @@ import pathlib
 import platform
 import time
 
-import numpy as np
+import jax
+import matplotlib
+
+from jaxreplica.experiments.figure2 import DEFAULT_SIGMAS, compute_figure2, linear_gap_summary, to_json
+from jaxreplica.experiments.plots import plot_figure2, plot_linear_gap
 
 HELP = "Figure 2: replica H(T_1), H(T_2) against exact, k-NN and pairwise-bound estimates, linear/hardtanh/ReLU."
 
@@ -29,12 +33,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import matplotlib
-
     matplotlib.use("Agg")
-    from jaxreplica.figure2 import (DEFAULT_SIGMAS, compute_figure2, linear_gap_summary, plot_figure2, plot_linear_gap,
-                                    to_json)
-
     try:
         sigmas = DEFAULT_SIGMAS if args.sigmas is None else [float(s) for s in args.sigmas.split(",") if s.strip()]
     except ValueError:
@@ -43,7 +42,8 @@ def run(args) -> int:
     start = time.perf_counter()
     try:
         result = compute_figure2(
-            width=args.width, sigmas=sigmas, n_samples=args.samples, noise=args.noise, seed=args.seed,
+            jax.random.PRNGKey(args.seed), width=args.width, sigmas=sigmas, n_samples=args.samples, noise=args.noise,
+            weight_seed=args.seed,
             activations=activations, k=args.k, method=args.method, progress=not args.no_progress,
             rotations=args.rotations,
         )

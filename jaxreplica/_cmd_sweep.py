@@ -7,6 +7,13 @@ import json
 import pathlib
 import time
 
+import jax
+import matplotlib
+
+from jaxreplica.batched import parse_devices
+from jaxreplica.experiments.figure2 import DEFAULT_SIGMAS, run_sweep
+from jaxreplica.experiments.plots import plot_sweep
+
 HELP = "Replica H(T_1), H(T_2) of two wide layers against the weight scale (the paper's Figure 2)."
 
 
@@ -38,22 +45,13 @@ def _initialize_distributed(args) -> None:
         raise SystemExit("--coordinator, --num-processes and --process-id go together")
     if args.devices is None:
         raise SystemExit("multi-host sweeps need --devices (e.g. --devices all)")
-    import jax
-
     jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
                                process_id=args.process_id)
 
 
 def run(args) -> int:
     _initialize_distributed(args)
-    import jax
-
-    import matplotlib
-
     matplotlib.use("Agg")
-    from jaxreplica.sharding import parse_devices
-    from jaxreplica.sweeps import DEFAULT_SIGMAS, plot_sweep, run_sweep
-
     sigmas = DEFAULT_SIGMAS if args.sigmas is None else [float(s) for s in args.sigmas.split(",") if s.strip()]
     if args.width < 1:
         raise SystemExit("--width must be a positive integer")

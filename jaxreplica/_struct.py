@@ -9,7 +9,6 @@ when a user builds the object, never on tracers or on JAX's internal placeholder
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import numpy as np
@@ -65,11 +64,6 @@ def check(name: str, value, *, positive=False, nonnegative=False, open_unit=Fals
         raise ValueError(f"{name} must lie strictly between 0 and 1 (got {value!r})")
 
 
-def is_zero(x) -> bool | None:
-    v = concrete(x)
-    if v is None:
-        return None
-    return bool(np.all(v == 0))
-
-
-LOG_2PI = math.log(2.0 * math.pi)
+def tree_where(cond, a, b):
+    """``jnp.where(cond, x, y)`` leaf by leaf over two trees of one structure."""
+    return jax.tree_util.tree_map(lambda x, y: jax.numpy.where(cond, x, y), a, b)

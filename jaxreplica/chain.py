@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 
-from jaxreplica._struct import concrete, pytree
+import jaxreplica.activations as activations
+from jaxreplica._struct import check, concrete, pytree
 from jaxreplica.channels import _Channel
 from jaxreplica.ensembles import Empirical, Gaussian
 from jaxreplica.priors import _MixturePrior
 
-__all__ = ["Chain"]
+__all__ = ["Chain", "SpectralLayer", "chain_from_spectra"]
 
 
 @pytree
@@ -101,5 +103,45 @@ class Chain:
         return self.replace(layers=tuple(layers))
 
 
-def make_chain(prior, layers: Sequence) -> Chain:
-    return Chain(prior=prior, layers=tuple(layers))
+@pytree
+class SpectralLayer:
+    """What the replica formula needs of one weight layer.
+
+    * ``spectrum``: eigenvalues of ``W^T W`` (``n_in`` of them, zeros included);
+    * ``alpha``: ``n_out / n_in``;
+    * ``activation``: a name of :data:`jaxreplica.activations.ACTIVATIONS`, or a channel
+      whose noise :func:`chain_from_spectra` replaces;
+    * ``noise``: variance added before the activation; ``None`` lets
+      :func:`chain_from_spectra` choose (hidden or last-layer noise).
+    """
+
+    _static = ("activation",)
+
+    spectrum: jax.Array
+    alpha: float
+    activation: object
+    noise: float | None = None
+
+
+def chain_from_spectra(prior, layers: Sequence[SpectralLayer], *, hidden_noise=0.0, last_noise=1e-5) -> Chain:
+    """``Chain(prior, [(Empirical(spectrum_k, alpha_k), channel_k(noise_k)), ...])``.
+
+    ``noise_k`` is the layer's own ``noise`` when set (e.g. a data model's generative
+    layers), else ``last_noise`` for the last layer and ``hidden_noise`` for the others.
+    Traceable: spectra and noises may be tracers (``jax.grad`` through the chain works),
+    so every use (training monitor, information penalty, weight-scale sweeps) builds
+    its chains here.
+    """
+    if not layers:
+        raise ValueError("layers: a chain needs at least one layer")
+    check("last_noise", last_noise, positive=True)
+    check("hidden_noise", hidden_noise, nonnegative=True)
+    blocks = []
+    for k, layer in enumerate(layers):
+        if layer.noise is not None:
+            noise = layer.noise
+        else:
+            noise = last_noise if k == len(layers) - 1 else hidden_noise
+        ensemble = Empirical(eigenvalues=jnp.asarray(layer.spectrum, dtype=jnp.float64), alpha=layer.alpha)
+        blocks.append((ensemble, activations.channel(layer.activation, noise)))
+    return Chain(prior=prior, layers=blocks)

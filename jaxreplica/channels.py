@@ -51,12 +51,12 @@ from jaxreplica.quadrature import (
     log_ndtr_diff,
     standardize,
     BIG,
+    LOG_2PI,
 )
 
 __all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched"]
 
 INF = jnp.inf
-LOG_2PI = math.log(2.0 * math.pi)
 TINY = 1e-300
 
 
@@ -187,9 +187,6 @@ class _Channel:
     def output_free_entropy(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         return self.output_functions(V, rho, cfg)[0]
 
-    def output_ahat(self, V, rho, cfg: QuadratureConfig = DEFAULT):
-        return self.output_functions(V, rho, cfg)[1]
-
     # -- hidden layer ----------------------------------------------------------------
     def log_partition(self, A, B, w, s):
         """``log Z(A, B, w, s) = log int dy N(y; w, s) exp(-A phi(y)^2/2 + B phi(y))``."""
@@ -206,12 +203,6 @@ class _Channel:
     def hidden_free_entropy(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
         """``I_hidden(A, V, rho) = E log Z``."""
         return self.hidden_functions(A, V, rho, cfg)[0] + 0.5 * A * self.second_moment(rho)
-
-    def hidden_ahat(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
-        return self.hidden_functions(A, V, rho, cfg)[1]
-
-    def hidden_vhat(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
-        return self.hidden_functions(A, V, rho, cfg)[2]
 
     def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
         """``(I_hidden - A rho_next/2, Ahat, Vhat)`` at ``(A, V, rho)``.
@@ -415,6 +406,9 @@ class Probit(_Channel):
     def second_moment(self, rho):
         return jnp.ones_like(jnp.asarray(rho, dtype=jnp.float64))
 
+    def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        return _probit_hidden(self, A, V, rho, cfg)
+
 
 def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     """Hidden sign channel, whose two atoms make ``log Z`` kinked in ``B`` as well.
@@ -452,9 +446,6 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     f = jax.vmap(per_node)(t0.reshape(-1), w.reshape(-1))
     wf = weight.reshape(-1)
     return tuple(jnp.sum(wf * x) for x in f)
-
-
-Probit.hidden_functions = lambda self, A, V, rho, cfg=DEFAULT: _probit_hidden(self, A, V, rho, cfg)
 
 
 @pytree

@@ -1,21 +1,20 @@
-"""The ``jaxreplica`` command line: one sub-command per module.
+"""The ``jaxreplica`` command line: one sub-command per ``jaxreplica/_cmd_<name>.py``.
 
-Each sub-command lives in ``jaxreplica/_cmd_<name>.py`` and exposes
-``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
-imported lazily so that ``jaxreplica --help`` stays fast.
+Each sub-command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``: it parses its flags, calls ``experiments/`` or ``training/``, and
+writes the files.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-COMMANDS = {
-    "sweep": "jaxreplica._cmd_sweep",
-    "figure2": "jaxreplica._cmd_figure2",
-    "train": "jaxreplica._cmd_train",
-}
+import jaxreplica._cmd_figure2 as _cmd_figure2
+import jaxreplica._cmd_sweep as _cmd_sweep
+import jaxreplica._cmd_train as _cmd_train
+
+COMMANDS = {"sweep": _cmd_sweep, "figure2": _cmd_figure2, "train": _cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,18 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Replica-formula entropies and mutual informations of wide stochastic networks.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # Only the module of the chosen command is imported.
-    chosen = argv[0] if argv and argv[0] in COMMANDS else None
-    for name, modname in COMMANDS.items():
-        if chosen is not None and name != chosen:
-            sub.add_parser(name)
-            continue
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as err:  # command not built yet
-            if err.name != modname:
-                raise
-            continue
+    for name, mod in COMMANDS.items():
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

@@ -39,6 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxreplica.activations import function, has_channel
+from jaxreplica.priors import Bimodal, Normal, SpikeSlab
+
 __all__ = [
     "Dataset",
     "GenerativeLayer",
@@ -49,7 +52,7 @@ __all__ = [
     "generative_recognition",
 ]
 
-_GEN_ACTIVATIONS = ("linear", "relu", "hardtanh", "probit")
+_PRIORS = {"Normal": Normal, "Bimodal": Bimodal, "SpikeSlab": SpikeSlab}
 
 
 def _prior_kind(prior) -> str:
@@ -71,20 +74,16 @@ def prior_description(prior) -> dict:
 
 def prior_from_description(desc: dict):
     """Inverse of :func:`prior_description` (builds the engine's prior object)."""
-    import jaxreplica as jr
-
     desc = dict(desc)
     kind = desc.pop("kind")
-    if kind not in ("Normal", "Bimodal", "SpikeSlab"):
+    if kind not in _PRIORS:
         raise ValueError(f"desc: unknown prior kind {kind!r}")
-    return getattr(jr, kind)(**desc)
+    return _PRIORS[kind](**desc)
 
 
 def default_prior():
     """``Normal(mean=0, var=1)``, the data models' default."""
-    import jaxreplica as jr
-
-    return jr.Normal(mean=0.0, var=1.0)
+    return Normal(mean=0.0, var=1.0)
 
 
 def sample_prior(key: jax.Array, prior, shape: Sequence[int], dtype=jnp.float64) -> jax.Array:
@@ -245,14 +244,11 @@ def teacher_student(key: jax.Array, n_input: int, n_output: int = 4, *, noise: f
     return Dataset(x[:n], y[:n], x[n:], y[n:], task, prior, (), np.asarray(w), info)
 
 
-def _gen_activation(name, z):
-    if name == "linear":
-        return z
-    if name == "relu":
-        return jnp.maximum(z, 0.0)
-    if name == "hardtanh":
-        return jnp.clip(z, -1.0, 1.0)
-    return jnp.sign(z)
+def _generative_activation(name) -> bool:
+    try:
+        return has_channel(name)
+    except ValueError:
+        return False
 
 
 def generative_recognition(key: jax.Array, n_code: int = 100, n_input: int = 500, *, noise: float = 0.01,
@@ -283,8 +279,9 @@ def generative_recognition(key: jax.Array, n_code: int = 100, n_input: int = 500
     if len(activations) != n_gen:
         raise ValueError(f"activations must have {n_gen} entries (one per generative layer), got {len(activations)}")
     for a in activations:
-        if a not in _GEN_ACTIVATIONS:
-            raise ValueError(f"activations: unknown generative activation {a!r}; choose from {_GEN_ACTIVATIONS}")
+        if not _generative_activation(a):
+            raise ValueError(f"activations: unknown generative activation {a!r}; choose one with a replica "
+                             "channel (jaxreplica.activations)")
     noises = (_check_noise("noise", noise),) * n_gen if noises is None else tuple(
         _check_noise("noises", v) for v in noises)
     if len(noises) != n_gen:
@@ -301,7 +298,7 @@ def generative_recognition(key: jax.Array, n_code: int = 100, n_input: int = 500
     for k in range(n_gen):
         w = jax.random.normal(keys[1 + 2 * k], (sizes[k + 1], sizes[k]), dtype) / jnp.sqrt(sizes[k])
         z = t @ w.T + jnp.sqrt(noises[k]) * jax.random.normal(keys[2 + 2 * k], (2 * n, sizes[k + 1]), dtype)
-        t = _gen_activation(activations[k], z)
+        t = function(activations[k])(z)
         layers.append(GenerativeLayer(np.asarray(w), activations[k], noises[k]))
     x = t
     if task == "classification":

@@ -12,11 +12,10 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxreplica._struct import check, pytree
 
-__all__ = ["GaussianChainValues", "gaussian_chain"]
+__all__ = ["GaussianChainValues", "gaussian_chain", "gaussian_entropy"]
 
 
 @pytree
@@ -28,8 +27,12 @@ class GaussianChainValues:
     mutual_information: jax.Array
 
 
-def _logdet(S):
-    return jnp.linalg.slogdet(S)[1]
+def gaussian_entropy(cov) -> jax.Array:
+    """``H = (n log(2 pi e) + log det cov) / 2``, the entropy (nats) of an ``n``-dimensional
+    Gaussian vector of covariance ``cov``; NaN when ``cov`` is not positive definite."""
+    sign, logdet = jnp.linalg.slogdet(cov)
+    const = cov.shape[-1] * jnp.log(2.0 * jnp.pi * jnp.e)
+    return 0.5 * (const + jnp.where(sign > 0, logdet, jnp.nan))
 
 
 def gaussian_chain(weights: Sequence, noises: Sequence, prior_var=1.0) -> GaussianChainValues:
@@ -66,9 +69,8 @@ def gaussian_chain(weights: Sequence, noises: Sequence, prior_var=1.0) -> Gaussi
         N = W @ N @ W.T
         measured = jnp.where(jnp.asarray(d) > 0, d, last)
         eye = jnp.eye(W.shape[0])
-        const = W.shape[0] * jnp.log(2.0 * jnp.pi * jnp.e)
-        H.append(0.5 * (const + _logdet(S + measured * eye)) / n0)
-        Hc.append(0.5 * (const + _logdet(N + measured * eye)) / n0)
+        H.append(gaussian_entropy(S + measured * eye) / n0)
+        Hc.append(gaussian_entropy(N + measured * eye) / n0)
         S = S + d * eye
         N = N + d * eye
     H, Hc = jnp.stack(H), jnp.stack(Hc)

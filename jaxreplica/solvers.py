@@ -509,6 +509,16 @@ def _at_stationary_point_jvp(cfg, primals, tangents):
 _core_jit = jax.jit(_core, static_argnames=("method", "max_iter", "polish_steps", "cfg"))
 
 
+METHODS = ("vamp", "fixed_point")
+
+
+def check_method(method) -> str:
+    """``method`` if it names a solver of :data:`METHODS`, else ``ValueError``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be 'vamp' or 'fixed_point' (got {method!r})")
+    return method
+
+
 def solve(
     chain: Chain,
     method: Literal["vamp", "fixed_point"] = "vamp",
@@ -537,8 +547,7 @@ def solve(
       A :class:`Solution`. Jittable, vmappable over batched chain leaves, and
       differentiable with respect to them (implicitly through the fixed point).
     """
-    if method not in ("vamp", "fixed_point"):
-        raise ValueError(f"method must be 'vamp' or 'fixed_point' (got {method!r})")
+    check_method(method)
     if not isinstance(chain, Chain):
         raise ValueError(f"chain must be a jaxreplica.Chain (got {type(chain).__name__})")
     check("tol", tol, positive=True)

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-import jaxreplica.figure2 as f2
+import jaxreplica.experiments.figure2.compare as f2
+from jaxreplica.experiments.figure2 import draw_weights
 from jaxreplica.cli import main
 
 SIGMAS = [0.5, 1.0, 2.0]
@@ -58,12 +59,11 @@ def check_linear(curve):
 
 
 def test_exact_linear_rotated_is_the_log_determinant():
-    """The singular-value form of the rotated exact entropy against the covariance
-    log-determinant of ``jr.exact.gaussian_chain``, for the identity and a random rotation."""
+    """The rotated exact entropy against the covariance log-determinant of
+    ``jr.exact.gaussian_chain``, for the identity and a random rotation."""
     import jaxreplica as jr
-    from jaxreplica.sweeps import draw_weights
 
-    w1, w2 = draw_weights(30, seed=3)
+    w1, w2 = draw_weights(30, weight_seed=3)
     rotations = np.concatenate([np.eye(30)[None], np.asarray(f2.haar_rotations(jax.random.PRNGKey(0), 30, 1))])
     got = f2.exact_linear_rotated(w1, w2, SIGMAS, NOISE, rotations)
     for o, row in zip(rotations, got):
@@ -101,7 +101,7 @@ def test_layer_samples_follow_the_model():
     import jax
     import jax.numpy as jnp
 
-    w1, w2 = (jnp.asarray(w) for w in f2.draw_weights(6, 0))
+    w1, w2 = (jnp.asarray(w) for w in draw_weights(6, 0))
     x = jax.random.normal(jax.random.PRNGKey(0), (4, 6))
     xi1, xi2 = 0.1 * jnp.ones((4, 6)), -0.2 * jnp.ones((4, 6))
     for kind, phi in enumerate([lambda z: z, lambda z: jnp.clip(z, -1, 1), lambda z: jnp.maximum(z, 0)]):
@@ -114,7 +114,7 @@ def test_layer_samples_follow_the_model():
 
 
 def test_weights_are_the_reference_demo_draw():
-    w1, w2 = f2.draw_weights(20, 42)
+    w1, w2 = draw_weights(20, 42)
     rng = np.random.RandomState(42)
     np.testing.assert_array_equal(w1, rng.randn(20, 20) / np.sqrt(20))
     np.testing.assert_array_equal(w2, rng.randn(20, 20) / np.sqrt(20))
@@ -122,9 +122,9 @@ def test_weights_are_the_reference_demo_draw():
 
 def test_figure2_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="activation"):
-        f2.compute_figure2(width=10, sigmas=[1.0], n_samples=20, activations=["tanh"], progress=False)
+        f2.compute_figure2(jax.random.PRNGKey(0), width=10, sigmas=[1.0], n_samples=20, activations=["tanh"], progress=False)
     with pytest.raises(ValueError, match="sigmas"):
-        f2.compute_figure2(width=10, sigmas=[-1.0], n_samples=20, progress=False)
+        f2.compute_figure2(jax.random.PRNGKey(0), width=10, sigmas=[-1.0], n_samples=20, progress=False)
     with pytest.raises(SystemExit):
         main(["figure2", "--sigmas", "a,b", "--out", str(tmp_path)])
 

@@ -183,7 +183,7 @@ def test_gradients_match_finite_differences(quantity):
 def test_vmap_64_sigmas_two_layers_matches_loop(activation):
     """The acceptance line: jit(vmap) over 64 sigmas of the 1000-wide two-layer chains is
     one compiled call and equals a Python loop of single solves."""
-    from jaxreplica.sweeps import demo_spectra, figure2_chain
+    from jaxreplica.experiments.figure2 import demo_spectra, figure2_chain
 
     eig1, eig2 = demo_spectra()
     sigmas = jnp.asarray(np.logspace(-1, 1, 64))

@@ -63,7 +63,7 @@ def test_usv_forward_is_w_times_t():
 
 
 def test_only_s_is_a_param_and_only_s_is_updated():
-    net = build_network([10, 16, 8, 2], ["linear", "relu", "softmax"], [True, True, False], seed=4)
+    net = build_network([10, 16, 8, 2], ["linear", "relu", "softmax"], [True, True, False], key=jax.random.key(4))
     params = nnx.state(net, nnx.Param)
     names = sorted(jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0])
     assert len(names) == 3 and all(("'S'" in n or "'W'" in n) for n in names)
@@ -92,7 +92,7 @@ def test_only_s_is_a_param_and_only_s_is_updated():
 
 
 def test_network_forward_and_activations():
-    net = build_network([6, 5, 4, 3], ["relu", "hardtanh", "softmax"], [True, False, False], seed=0, scale=3.0)
+    net = build_network([6, 5, 4, 3], ["relu", "hardtanh", "softmax"], [True, False, False], key=jax.random.key(0), scale=3.0)
     x = jax.random.normal(jax.random.key(2), (8, 6))
     w1, w2, w3 = [np.asarray(w) for w in net.matrices()]
     h1 = np.maximum(np.asarray(x) @ w1.T, 0)
@@ -109,7 +109,7 @@ def test_network_forward_and_activations():
 
 
 def test_network_is_jittable():
-    net = build_network([4, 6, 2], ["linear", "linear"], True, seed=0)
+    net = build_network([4, 6, 2], ["linear", "linear"], True, key=jax.random.key(0))
     graphdef, state = nnx.split(net)
     f = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
     x = jnp.ones((3, 4))
@@ -130,12 +130,12 @@ def test_network_is_jittable():
 )
 def test_bad_input_raises_with_parameter_name(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        build_network(seed=0, **kwargs)
+        build_network(key=jax.random.key(0), **kwargs)
 
 
-def test_missing_seed_and_bad_layer_sizes():
-    with pytest.raises(ValueError, match="seed"):
+def test_missing_key_and_bad_layer_sizes():
+    with pytest.raises(ValueError, match="key"):
         build_network([3, 2], ["linear"])
     with pytest.raises(ValueError, match="n_out"):
         USV(3, 0, rngs=nnx.Rngs(params=0))
-    assert isinstance(build_network([3, 2], ["linear"], seed=0), Network)
+    assert isinstance(build_network([3, 2], ["linear"], key=jax.random.key(0)), Network)

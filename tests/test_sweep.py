@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 import jaxreplica as jr
-from jaxreplica.sweeps import demo_spectra, figure2_chain
+from jaxreplica.experiments.figure2 import demo_spectra, figure2_chain
 
 
 def test_sweep_command_small(tmp_path, capsys):
@@ -47,7 +47,7 @@ def test_sweep_command_rejects_bad_input(tmp_path):
 
 def test_sweep_fixed_point_matches_solve_layers():
     """The fixed-point path solves T_1 as its own one-layer chain (see replica_curves)."""
-    from jaxreplica.sweeps import run_sweep
+    from jaxreplica.experiments.figure2 import run_sweep
 
     # (small: the fixed-point scheme runs unaccelerated, hundreds of iterations)
     result = run_sweep(["relu"], [0.5], width=40, method="fixed_point", progress=False)
@@ -63,7 +63,7 @@ def test_sweep_fixed_point_matches_solve_layers():
 def test_replica_curves_vectorized_matches_map():
     """The accelerators' layout (one vmap over sigma per activation and layer) gives the
     CPU layout's values (run here on CPU)."""
-    from jaxreplica.sweeps import replica_curves
+    from jaxreplica.experiments.figure2 import replica_curves
 
     eig1, eig2 = demo_spectra(30, 42)
     runs = [replica_curves(["linear", "relu"], [0.5, 2.0, 4.0], eig1, eig2, progress=False, vectorize=v)[0]

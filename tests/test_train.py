@@ -11,9 +11,10 @@ import pytest
 from flax import nnx
 
 import jaxreplica as jr
-from jaxreplica import data as jd
-from jaxreplica import train as jt
+import jaxreplica.data as jd
+import jaxreplica.training as jt
 from jaxreplica.nn import build_network
+from jaxreplica.training import tracking
 
 needs_engine = pytest.mark.skipif(not hasattr(jr, "solve"), reason="replica engine (jr.solve) not available")
 NOTRACK = jt.Tracking(every=0)
@@ -21,7 +22,7 @@ NOTRACK = jt.Tracking(every=0)
 
 def _figure3(width, seed=0, samples_per_dim=100):
     data = jd.teacher_student(jax.random.key(seed), width, 4, noise=0.01, samples_per_dim=samples_per_dim)
-    net = build_network([width] * 4 + [4], ["linear"] * 4, [True, True, True, False], seed=seed + 1)
+    net = build_network([width] * 4 + [4], ["linear"] * 4, [True, True, True, False], key=jax.random.key(seed + 1))
     return net, data
 
 
@@ -69,7 +70,7 @@ def test_exact_linear_information_matches_engine_exact():
 
 def test_training_learns_the_linear_teacher():
     net, data = _figure3(20, samples_per_dim=50)
-    _, hist = jt.train(net, data, epochs=8, tracking=NOTRACK, progress=False)
+    _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=8), tracking=NOTRACK, progress=False)
     assert hist.epoch.tolist() == list(range(9))
     assert hist.test_loss[-1] < 0.5 * hist.test_loss[0]
     assert hist.train_accuracy is None and np.all(np.isfinite(hist.train_loss))
@@ -84,8 +85,9 @@ def test_step_with_penalty_and_any_optax_transformation():
     tx = optax.sgd(lr)
     plain = jax.jit(jt.make_step(graphdef, tx, "mse"))
     penal = jax.jit(jt.make_step(graphdef, tx, "mse", penalty=lambda p: beta * jnp.sum(p["layers"][0]["S"][...] ** 2)))
-    p1, _, l1 = plain(params, tx.init(params), frozen, x, y)
-    p2, _, l2 = penal(params, tx.init(params), frozen, x, y)
+    p1, _, _, m1 = plain(params, tx.init(params), None, frozen, x, y)
+    p2, _, _, m2 = penal(params, tx.init(params), None, frozen, x, y)
+    l1, l2 = m1["loss"], m2["loss"]
     s0 = np.asarray(params["layers"][0]["S"][...])
     # gradient of beta |S|^2 is 2 beta S: the penalised step moves S by a further -lr 2 beta S
     np.testing.assert_allclose(np.asarray(p2["layers"][0]["S"][...]) - np.asarray(p1["layers"][0]["S"][...]),
@@ -95,7 +97,7 @@ def test_step_with_penalty_and_any_optax_transformation():
     assert float(l2) == pytest.approx(float(l1) + beta * np.sum(s0**2), rel=1e-12)
     # any optax transformation
     net2, data2 = _figure3(6, samples_per_dim=10)
-    _, hist = jt.train(net2, data2, epochs=2, optimizer=optax.adam(1e-2), tracking=NOTRACK, progress=False)
+    _, hist = jt.train(net2, data2, jax.random.key(0), jt.TrainConfig(epochs=2, optimizer=optax.adam(1e-2)), tracking=NOTRACK, progress=False)
     assert hist.test_loss[-1] < hist.test_loss[0] and hist.config["training"]["optimizer"] == "custom"
 
 
@@ -104,7 +106,7 @@ def test_only_s_and_dense_w_change_during_training():
     u0 = np.asarray(net.layers[0].U[...]).copy()
     s0 = np.asarray(net.layers[0].S[...]).copy()
     w0 = np.asarray(net.layers[3].W[...]).copy()
-    jt.train(net, data, epochs=1, tracking=NOTRACK, progress=False)
+    jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=1), tracking=NOTRACK, progress=False)
     np.testing.assert_array_equal(np.asarray(net.layers[0].U[...]), u0)
     assert np.max(np.abs(np.asarray(net.layers[0].S[...]) - s0)) > 1e-6
     assert np.max(np.abs(np.asarray(net.layers[3].W[...]) - w0)) > 1e-6
@@ -113,26 +115,26 @@ def test_only_s_and_dense_w_change_during_training():
 def test_bad_training_input():
     net, data = _figure3(6, samples_per_dim=10)
     with pytest.raises(ValueError, match="epochs"):
-        jt.train(net, data, epochs=-1, progress=False)
+        jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=-1), progress=False)
     with pytest.raises(ValueError, match="batch_size"):
-        jt.train(net, data, epochs=1, batch_size=0, progress=False)
+        jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=1, batch_size=0), progress=False)
     with pytest.raises(ValueError, match="loss"):
-        jt.train(net, data, epochs=1, loss="cross_entropy", progress=False)
+        jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=1, loss="cross_entropy"), progress=False)
     with pytest.raises(ValueError, match="last_noise"):
-        jt.train(net, data, epochs=1, tracking=jt.Tracking(last_noise=0.0), progress=False)
+        jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=1), tracking=jt.Tracking(last_noise=0.0), progress=False)
     with pytest.raises(ValueError, match="layers"):
-        jt.train(net, data, epochs=1, tracking=jt.Tracking(layers=4), progress=False)
+        jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=1), tracking=jt.Tracking(layers=4), progress=False)
     with pytest.raises(ValueError, match="method"):
-        jt.train(net, data, epochs=1, tracking=jt.Tracking(method="newton"), progress=False)
-    other = build_network([7, 4], ["linear"], seed=0)
+        jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=1), tracking=jt.Tracking(method="newton"), progress=False)
+    other = build_network([7, 4], ["linear"], key=jax.random.key(0))
     with pytest.raises(ValueError, match="network"):
-        jt.train(other, data, epochs=1, progress=False)
+        jt.train(other, data, jax.random.key(0), jt.TrainConfig(epochs=1), progress=False)
 
 
 def test_history_round_trip_without_tracking(tmp_path):
     data = jd.generative_recognition(jax.random.key(0), 4, 10, samples_per_dim=10)
-    net = build_network([10, 8, 2], ["relu", "softmax"], [True, False], seed=0)
-    _, hist = jt.train(net, data, epochs=2, tracking=NOTRACK, progress=False)
+    net = build_network([10, 8, 2], ["relu", "softmax"], [True, False], key=jax.random.key(0))
+    _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=2), tracking=NOTRACK, progress=False)
     assert hist.train_accuracy.shape == (3,) and hist.config["training"]["batch_size"] == 100
     hist.save(tmp_path)
     back = jt.History.load(tmp_path)
@@ -147,7 +149,7 @@ def test_history_round_trip_without_tracking(tmp_path):
 @needs_engine
 def test_tracking_matches_exact_on_a_linear_student(tmp_path):
     net, data = _figure3(30, samples_per_dim=20)
-    _, hist = jt.train(net, data, epochs=3, progress=False)
+    _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=3), progress=False)
     assert hist.tracked_epoch.tolist() == [0, 1, 2, 3]
     assert hist.mutual_information.shape == (4, 3) and hist.exact_mutual_information.shape == (4, 3)
     assert [s.shape for s in hist.spectra] == [(4, 30)] * 3
@@ -175,7 +177,7 @@ def test_tracking_matches_exact_on_a_linear_student(tmp_path):
 @needs_engine
 def test_tracking_failure_records_nan_and_training_goes_on(monkeypatch):
     """A solve that raises or does not converge gives NaN with its reason; training continues."""
-    real = jt._jitted_solve("vamp", 1000)
+    real = tracking._jitted_solve("vamp", 1000)
     calls = {"n": 0}
 
     def flaky(chain, tol, init):
@@ -187,9 +189,9 @@ def test_tracking_failure_records_nan_and_training_goes_on(monkeypatch):
             return sol.replace(converged=jnp.asarray(False), iterations=jnp.asarray(1000))
         return sol
 
-    monkeypatch.setattr(jt, "_jitted_solve", lambda method, max_iter: flaky)
+    monkeypatch.setattr(tracking, "_jitted_solve", lambda method, max_iter: flaky)
     net, data = _figure3(30, samples_per_dim=10)
-    _, hist = jt.train(net, data, epochs=2, progress=False)
+    _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=2), progress=False)
     # calls 1, 4, 7 (layer 1) raise; calls 2, 5, 8 (layer 2) do not converge; layer 3 is fine
     assert np.isnan(hist.mutual_information[:, :2]).all() and np.isfinite(hist.mutual_information[:, 2]).all()
     assert [f[:2] for f in hist.failures] == [(e, l) for e in range(3) for l in (1, 2)]
@@ -204,8 +206,8 @@ def test_tracking_failure_records_nan_and_training_goes_on(monkeypatch):
 def test_tracking_a_recognition_network_with_generative_part():
     data = jd.generative_recognition(jax.random.key(1), 8, 24, noise=0.01, samples_per_dim=10)
     net = build_network([24, 32, 24, 16, 8, 2], ["linear", "relu", "linear", "relu", "softmax"],
-                        [True] * 4 + [False], seed=2)
-    _, hist = jt.train(net, data, epochs=2, tracking=jt.Tracking(every=2, tol=1e-8), progress=False)
+                        [True] * 4 + [False], key=jax.random.key(2))
+    _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=2), tracking=jt.Tracking(every=2, tol=1e-8), progress=False)
     assert hist.tracked_epoch.tolist() == [0, 2] and hist.mutual_information.shape == (2, 4)
     assert np.all(np.isfinite(hist.mutual_information)), hist.failures
     assert hist.exact_mutual_information is None and len(hist.generative_spectra) == 1
@@ -216,8 +218,8 @@ def test_tracking_a_recognition_network_with_generative_part():
 @needs_engine
 def test_linear_recognition_network_matches_exact_with_generative_layer():
     data = jd.generative_recognition(jax.random.key(2), 10, 30, noise=0.01, samples_per_dim=5, task="regression")
-    net = build_network([30, 30, 10], ["linear", "linear"], [True, False], seed=3)
-    _, hist = jt.train(net, data, epochs=1, tracking=jt.Tracking(layers=1, tol=1e-10), progress=False)
+    net = build_network([30, 30, 10], ["linear", "linear"], [True, False], key=jax.random.key(3))
+    _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=1), tracking=jt.Tracking(layers=1, tol=1e-10), progress=False)
     assert hist.exact_mutual_information is not None
     # two layers (generative + first network layer): replica and exact agree to finite-size accuracy
     assert np.max(np.abs(hist.mutual_information - hist.exact_mutual_information)) < 0.05
@@ -239,7 +241,7 @@ def test_cli_figure3_small(tmp_path):
 def test_cli_rejects_bad_info_penalty(tmp_path, capsys):
     from jaxreplica.cli import main
 
-    # figure3 has three USV layers (the fourth is dense); the penalty itself: tests/test_regularize.py
+    # figure3 has three USV layers (the fourth is dense); the penalty itself: tests/test_penalty.py
     assert main(["train", "--preset", "figure3", "--out", str(tmp_path), "--info-penalty", "4:0.1"]) == 2
     assert main(["train", "--preset", "figure3", "--out", str(tmp_path), "--info-penalty", "two"]) == 2
     assert main(["train", "--preset", "figure3", "--out", str(tmp_path), "--info-penalty", "1:nan"]) == 2
@@ -253,7 +255,7 @@ def test_cli_rejects_bad_info_penalty(tmp_path, capsys):
 
 def _acceptance_figure3(width, epochs):
     net, data = _figure3(width)
-    _, hist = jt.train(net, data, epochs=epochs, tracking=jt.Tracking(layers=3, tol=1e-10), progress=False)
+    _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=epochs), tracking=jt.Tracking(layers=3, tol=1e-10), progress=False)
     return hist
 
 

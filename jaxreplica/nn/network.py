@@ -1,21 +1,8 @@
 """Feed-forward networks of USV and dense layers, ``t_l = phi_l(W_l t_{l-1})``.
 
 :func:`build_network` makes one from layer sizes ``[n_0, n_1, ..., n_L]``,
-activations ``[phi_1, ..., phi_L]`` and per-layer USV flags. Activations:
-
-==========  =====================================  ==================================
-name        ``phi(z)``                             replica channel (``nn.convert``)
-==========  =====================================  ==================================
-linear      ``z``                                  ``Linear``
-relu        ``max(0, z)``                          ``ReLU``
-hardtanh    ``clip(z, -1, 1)``                     ``HardTanh(threshold=1)``
-probit      ``sign(z)`` (alias ``sign``)           ``Probit``
-softmax     ``exp(z_i) / sum_j exp(z_j)``          none (output layer only)
-==========  =====================================  ==================================
-
-``hardtanh`` is the one of the original Keras code (``2 hard_sigmoid(2.5 z) - 1``,
-which is ``clip(z, -1, 1)``). ``probit`` has zero gradient almost everywhere: it is
-meant for forward passes and entropy computations, not for training.
+activations ``[phi_1, ..., phi_L]`` (names of :data:`jaxreplica.activations.ACTIVATIONS`;
+``softmax`` on the output layer only) and per-layer USV flags.
 """
 
 from __future__ import annotations
@@ -27,36 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .layers import USV, Dense
+from jaxreplica.activations import canonical, function
+from jaxreplica.nn.layers import USV, Dense
 
-__all__ = ["ACTIVATIONS", "Network", "build_network", "activate"]
-
-ACTIVATIONS = ("linear", "relu", "hardtanh", "probit", "softmax")
-_ALIASES = {"sign": "probit", "identity": "linear"}
-
-
-def _canonical(name: str) -> str:
-    if not isinstance(name, str):
-        raise ValueError(f"activations must be strings, got {name!r}")
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in ACTIVATIONS:
-        raise ValueError(f"activations: unknown activation {name!r}; choose from {ACTIVATIONS + tuple(_ALIASES)}")
-    return key
+__all__ = ["Network", "build_network", "activate"]
 
 
 def activate(name: str, z: jax.Array) -> jax.Array:
-    """Apply the activation called ``name`` (canonical name, see the module table)."""
-    if name == "linear":
-        return z
-    if name == "relu":
-        return jnp.maximum(z, 0.0)
-    if name == "hardtanh":
-        return jnp.clip(z, -1.0, 1.0)
-    if name == "probit":
-        return jnp.sign(z)
-    if name == "softmax":
-        return jax.nn.softmax(z, axis=-1)
-    raise ValueError(f"activation: unknown activation {name!r}")
+    """Apply the activation called ``name`` (see :mod:`jaxreplica.activations`)."""
+    return function(name)(z)
 
 
 class Network(nnx.Module):
@@ -144,22 +110,29 @@ class Network(nnx.Module):
         return [layer.matrix() for layer in self.layers]
 
 
+def _canonical(name) -> str:
+    try:
+        return canonical(name)
+    except ValueError as err:
+        raise ValueError(f"activations: {err}") from None
+
+
 def build_network(sizes: Sequence[int], activations: Sequence[str], usv: Sequence[bool] | bool = True, *,
-                  seed: int | None = None, rngs: nnx.Rngs | None = None, scale: float | Sequence[float] = 1.0,
-                  dtype=jnp.float64) -> Network:
+                  key: jax.Array | None = None, rngs: nnx.Rngs | None = None,
+                  scale: float | Sequence[float] = 1.0, dtype=jnp.float64) -> Network:
     """Build a :class:`Network` from sizes, activations and per-layer USV flags.
 
-    Give either ``seed`` (an integer) or ``rngs``. Weights start as
+    Give either ``key`` (a ``jax.random`` key) or ``rngs``. Weights start as
     ``N(0, scale_l^2 / n_{l-1})`` matrices (``scale`` one number or one per layer).
 
     Example: the paper's recognition net ``500-1000-500-250-100-2``::
 
         build_network([500, 1000, 500, 250, 100, 2],
                       ["linear", "relu", "linear", "relu", "softmax"],
-                      usv=[True, True, True, True, False], seed=0)
+                      usv=[True, True, True, True, False], key=jax.random.key(0))
     """
     if rngs is None:
-        if seed is None:
-            raise ValueError("seed: give a seed (int) or rngs")
-        rngs = nnx.Rngs(params=int(seed))
+        if key is None:
+            raise ValueError("key: give a jax.random key or rngs")
+        rngs = nnx.Rngs(params=key)
     return Network(sizes, activations, usv, rngs=rngs, scale=scale, dtype=dtype)

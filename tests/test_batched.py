@@ -1,4 +1,4 @@
-"""Solves and training split over devices (issue 8).
+"""Solves and training split over devices.
 
 Several devices are forced on the CPU (``XLA_FLAGS=--xla_force_host_platform_device_count=4``),
 which must be set before JAX starts: those checks run in subprocesses. The chains are
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jaxreplica as jr
-from jaxreplica.sharding import batch_mesh, parse_devices, solve_batched, stack_chains
+from jaxreplica.batched import batch_mesh, parse_devices, solve_batched, stack_chains
 
 
 def _env(n_devices: int) -> dict:
@@ -80,7 +80,7 @@ def test_sharded_solve_matches_vmap_on_four_devices():
     out = _python("""
         import json, jax, numpy as np
         import jaxreplica as jr
-        from jaxreplica.sharding import solve_batched, stack_chains
+        from jaxreplica.batched import solve_batched, stack_chains
 
         n = 37
         scales, noises = np.linspace(0.5, 2.0, n), np.logspace(-3, -1, n)
@@ -119,30 +119,31 @@ def test_data_parallel_training_matches_one_device():
     out = _python("""
         import json, jax, numpy as np
         import jaxreplica as jr
-        from jaxreplica import data as jd, train as jt
+        import jaxreplica.data as jd
+        import jaxreplica.training as jt
         from jaxreplica.nn import build_network
 
         def run(**kw):
             data = jd.teacher_student(jax.random.key(0), 8, 4, noise=0.01, samples_per_dim=5)  # 40 samples
-            net = build_network([8, 8, 4], ["linear", "linear"], [True, False], seed=1)
+            net = build_network([8, 8, 4], ["linear", "linear"], [True, False], key=jax.random.key(1))
             # one batch of 40 per epoch: 5 epochs are 5 plain SGD steps
-            _, h = jt.train(net, data, epochs=5, batch_size=40, learning_rate=0.05,
-                            tracking=jt.Tracking(every=0), progress=False, **kw)
+            _, h = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=5, batch_size=40, learning_rate=0.05, **kw),
+                            tracking=jt.Tracking(every=0), progress=False)
             return h, net
 
         one, net1 = run()
         four, net4 = run(devices="all")
-        flag, _ = run(data_parallel=True)
+        flag, _ = run(devices=4)
         # the step really is split: its compiled program all-reduces across the 4 devices
         from flax import nnx
         import optax
         graphdef, params, frozen = nnx.split(net1, nnx.Param, ...)
-        from jaxreplica.sharding import batch_mesh
+        from jaxreplica.batched import batch_mesh
         mesh = batch_mesh("all")
         tx = optax.sgd(0.05)
-        step = jt.make_data_parallel_step(graphdef, tx, "mse", mesh)
+        step = jt.make_step(graphdef, tx, "mse", mesh=mesh)
         x = np.zeros((40, 8)); y = np.zeros((40, 4))
-        hlo = jax.jit(step).lower(params, tx.init(params), frozen, x, y).compile().as_text()
+        hlo = jax.jit(step).lower(params, tx.init(params), None, frozen, x, y).compile().as_text()
         w1 = np.asarray(net1.matrices()[0]); w4 = np.asarray(net4.matrices()[0])
         print(json.dumps({
             "batch_one": one.batch_loss[1:].tolist(), "batch_four": four.batch_loss[1:].tolist(),
@@ -201,7 +202,7 @@ def test_sweep_on_two_processes(tmp_path):
     assert result["processes"] == 2 and len(result["devices"]) == 4
     ref = _python("""
         import json
-        from jaxreplica.sweeps import run_sweep
+        from jaxreplica.experiments.figure2 import run_sweep
         r = run_sweep(["linear"], [0.5, 1.0, 2.0], width=50, progress=False, devices="all")
         print(json.dumps(r["curves"]["linear"]))
     """, 1)
@@ -219,7 +220,7 @@ def test_shards_of_very_different_durations():
     out = _python("""
         import json, jax, jax.numpy as jnp, numpy as np
         import jaxreplica
-        from jaxreplica.sharding import sharded_vmap
+        from jaxreplica.batched import sharded_vmap
 
         def count(n):  # about n / 7e7 seconds on one core
             def body(c):

@@ -1,9 +1,9 @@
 """The paper's Figure 2: replica entropies against sample-based estimators.
 
 Two layers of width ``n`` (default 1000), ``x ~ N(0, I_n)``, weights ``sigma W_k`` where
-``W_k`` has i.i.d. ``N(0, 1/n)`` entries, drawn once per seed at ``sigma = 1`` (NumPy's
-legacy generator seeded with ``seed``: two ``randn(n, n)/sqrt(n)`` matrices, the
-reference's demo draw for ``seed = 42``, ``n = 1000``) and scaled by ``sigma``.
+``W_k`` has i.i.d. ``N(0, 1/n)`` entries, drawn once at ``sigma = 1`` (NumPy's legacy
+generator seeded with ``weight_seed``: two ``randn(n, n)/sqrt(n)`` matrices, the
+reference's demo draw for ``weight_seed = 42``, ``n = 1000``) and scaled by ``sigma``.
 Gaussian noise of variance ``noise`` (default ``1e-5``) enters before the measured
 layer's activation; the hidden layer is noiseless:
 
@@ -14,8 +14,8 @@ unit (``H / n_0``, nats):
 
 * ``replica``: ``H(T_1), H(T_2)`` of the chain with the empirical spectra of
   ``sigma W_k`` (each truncated chain carries the last noise), from
-  :func:`jaxreplica.sweeps.replica_curves`, the program ``jaxreplica sweep`` runs;
-* ``exact`` (linear only): the log-determinant ``jr.exact.gaussian_chain``;
+  :func:`jaxreplica.experiments.figure2.replica_curves`, the program ``jaxreplica sweep`` runs;
+* ``exact`` (linear only): the log-determinant :func:`jaxreplica.exact.gaussian_chain`;
 * ``replica_product`` (linear only): the replica formula for each ``T_l`` written as
   one linear layer, ``T_2 = sigma^2 W_2 W_1 x + xi_2`` with the spectrum of the product.
   It equals ``exact`` (to 1e-10); the two-layer ``replica`` differs from both for
@@ -26,7 +26,7 @@ unit (``H / n_0``, nats):
   spectra, hence the same two-layer ``replica`` value, and exact entropies that spread
   by 2e-4 to 4e-4 (standard deviation) at width 1000. The drawn pair is one of them,
   which is why no formula in the two spectra can match its ``exact`` value to better
-  than that spread (:func:`plot_linear_gap` draws it);
+  than that spread (:func:`jaxreplica.experiments.plots.plot_linear_gap` draws it);
 * ``knn``: Kozachenko-Leonenko on ``n_samples`` samples of ``T_l``;
 * ``pairwise``: the KL pairwise bound (Kolchinsky & Tracey) of a Gaussian mixture
   *fit to the noisy samples* of ``T_l``: centred on them, with the common variance
@@ -54,19 +54,20 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
-import jaxreplica as jr
-from jaxreplica import estimators as est
-from jaxreplica.sweeps import draw_weights, replica_curves, spectra
+import jaxreplica.estimators as est
+from jaxreplica.activations import function
+from jaxreplica.chain import SpectralLayer, chain_from_spectra
+from jaxreplica.exact import gaussian_chain, gaussian_entropy
+from jaxreplica.experiments.figure2.replica import DEFAULT_SIGMAS, draw_weights, replica_curves, spectra
+from jaxreplica.priors import Normal
+from jaxreplica.solvers import solve
+
+__all__ = ["ACTIVATIONS", "compute_figure2", "exact_linear_rotated", "haar_rotations",
+           "linear_gap_summary", "to_json"]
 
 ACTIVATIONS = ("linear", "hardtanh", "relu")
-DEFAULT_SIGMAS = tuple(float(s) for s in np.logspace(-1, 1, 9))
-
-_FUNCTIONS = {
-    "linear": lambda z: z,
-    "hardtanh": lambda z: jnp.clip(z, -1.0, 1.0),
-    "relu": lambda z: jnp.maximum(z, 0.0),
-}
 
 
 def _replica_product(w1, w2, sigmas, noise):
@@ -78,10 +79,9 @@ def _replica_product(w1, w2, sigmas, noise):
     input it is the log-determinant of the drawn network.
     """
     eigs = spectra((w1, w2 @ w1))
-    solve = jax.jit(lambda eig, s2: jr.solve(jr.Chain(
-        prior=jr.Normal(mean=0.0, var=1.0),
-        layers=[(jr.Empirical(eigenvalues=eig * s2, alpha=1.0), jr.Linear(noise=noise))])).entropy)
-    return np.array([[float(solve(e, s ** (2 * (l + 1)))) for l, e in enumerate(eigs)] for s in sigmas])
+    entropy = jax.jit(lambda eig, s2: solve(chain_from_spectra(
+        Normal(mean=0.0, var=1.0), [SpectralLayer(eig * s2, 1.0, "linear")], last_noise=noise)).entropy)
+    return np.array([[float(entropy(e, s ** (2 * (l + 1)))) for l, e in enumerate(eigs)] for s in sigmas])
 
 
 def exact_linear_rotated(w1, w2, sigmas, noise, rotations) -> np.ndarray:
@@ -91,16 +91,18 @@ def exact_linear_rotated(w1, w2, sigmas, noise, rotations) -> np.ndarray:
     ``W_2 O`` has the spectrum of ``W_2``: every such network has the same two spectra,
     hence the same two-layer replica value, while their exact entropies differ. Their
     spread bounds how close *any* formula in the two spectra can come to the exact
-    entropy of one drawn pair (``O = I``). Computed from the singular values ``s`` of the
-    product: ``log(2 pi e)/2 + sum log(sigma^4 s^2 + noise) / (2 n)``.
+    entropy of one drawn pair (``O = I``): the Gaussian entropy of the covariance
+    ``sigma^4 P P^T + noise I`` of ``T_2``, with ``P = W_2 O W_1``.
     """
     w1, w2 = jnp.asarray(w1), jnp.asarray(w2)
     n = w1.shape[1]
     s4 = jnp.asarray(sigmas, dtype=w1.dtype) ** 4
+    entropies = jax.jit(jax.vmap(lambda gram, c: gaussian_entropy(c * gram + noise * jnp.eye(n)) / n,
+                                 in_axes=(None, 0)))
 
     def one(o):
-        sv = jnp.linalg.svd(w2 @ o @ w1, compute_uv=False)
-        return 0.5 * jnp.log(2 * jnp.pi * jnp.e) + jnp.sum(jnp.log(s4[:, None] * sv**2 + noise), axis=1) / (2 * n)
+        product = w2 @ o @ w1
+        return entropies(product @ product.T, s4)
 
     return np.stack([np.asarray(one(o)) for o in rotations])
 
@@ -113,14 +115,14 @@ def haar_rotations(key, n: int, count: int) -> jax.Array:
 def _exact_linear(w1, w2, sigmas, noise):
     rows = []
     for s in sigmas:
-        rows.append(np.asarray(jr.exact.gaussian_chain(weights=[s * w1, s * w2], noises=[0.0, noise], prior_var=1.0).entropy))
+        rows.append(np.asarray(gaussian_chain(weights=[s * w1, s * w2], noises=[0.0, noise], prior_var=1.0).entropy))
     return np.stack(rows)
 
 
 @jax.jit
 def _layer_samples(x, w1, w2, sigma, xi1, xi2, kind: int):
     """Noisy samples and deterministic parts of ``T_1`` and ``T_2`` (kind indexes ``ACTIVATIONS``)."""
-    phi = lambda z: jax.lax.switch(kind, [_FUNCTIONS[a] for a in ACTIVATIONS], z)
+    phi = lambda z: jax.lax.switch(kind, [function(a) for a in ACTIVATIONS], z)  # noqa: E731
     z1 = sigma * x @ w1.T
     hidden = phi(z1)
     z2 = sigma * hidden @ w2.T
@@ -128,11 +130,12 @@ def _layer_samples(x, w1, w2, sigma, xi1, xi2, kind: int):
 
 
 def compute_figure2(
+    key: jax.Array,
     width: int = 1000,
     sigmas: Sequence[float] = DEFAULT_SIGMAS,
     n_samples: int = 1000,
     noise: float = 1e-5,
-    seed: int = 42,
+    weight_seed: int = 42,
     activations: Sequence[str] = ACTIVATIONS,
     k: int = 3,
     method: str = "vamp",
@@ -140,6 +143,9 @@ def compute_figure2(
     rotations: int = 16,
 ) -> dict:
     """All the curves of Figure 2 (see the module docstring), per input unit, in nats.
+
+    ``key`` draws the samples and the rotations; ``weight_seed`` the weights (the
+    reference's NumPy draw, see :func:`~jaxreplica.experiments.figure2.draw_weights`).
 
     Returns a dict with ``sigmas`` (shape ``(S,)``), settings, ``seconds`` (wall time of
     each part) and ``curves[activation]``: a dict of arrays of shape ``(S, 2)``
@@ -149,8 +155,6 @@ def compute_figure2(
     activation, ``exact``, ``replica_product`` and ``exact_rotated`` (linear; ``rotations = 0``
     leaves the last out), ``linear_approx`` (hardtanh), ``half_linear_approx`` (ReLU).
     """
-    from tqdm.auto import tqdm
-
     for name in activations:
         if name not in ACTIVATIONS:
             raise ValueError(f"activations: unknown activation {name!r} (choose from {list(ACTIVATIONS)})")
@@ -168,18 +172,18 @@ def compute_figure2(
 
     seconds = {"weights_and_spectra": 0.0, "replica": 0.0, "exact": 0.0, "samples": 0.0, "knn": 0.0, "pairwise": 0.0}
     t0 = time.perf_counter()
-    w1, w2 = draw_weights(width, seed)
+    w1, w2 = draw_weights(width, weight_seed)
     eig1, eig2 = spectra((w1, w2))
     seconds["weights_and_spectra"] = time.perf_counter() - t0
 
-    key_x, key_1, key_2 = jax.random.split(jax.random.PRNGKey(seed), 3)
-    key_rot = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+    key_x, key_1, key_2 = jax.random.split(key, 3)
+    key_rot = jax.random.fold_in(key, 1)
     x = jax.random.normal(key_x, (n_samples, width))
     xi1 = jnp.sqrt(noise) * jax.random.normal(key_1, (n_samples, width))
     xi2 = jnp.sqrt(noise) * jax.random.normal(key_2, (n_samples, width))
     w1j, w2j = jnp.asarray(w1), jnp.asarray(w2)
 
-    # The replica curves: the sweep's one compiled program (jaxreplica.sweeps), so that
+    # The replica curves: the sweep's one compiled program (replica_curves), so that
     # they are the values `jaxreplica sweep` prints for the same settings.
     t = time.perf_counter()
     replicas = replica_curves(list(activations), sigmas, eig1, eig2, noise, method, progress=progress)[0]
@@ -240,7 +244,7 @@ def compute_figure2(
         "width": width,
         "n_samples": n_samples,
         "noise": noise,
-        "seed": seed,
+        "seed": weight_seed,
         "k": k,
         "method": method,
         "curves": curves,
@@ -248,64 +252,8 @@ def compute_figure2(
     }
 
 
-_STYLES = {
-    "replica": dict(ls="-", marker="", lw=2.0, label="replica"),
-    "exact": dict(ls="--", marker="", lw=1.5, label="exact"),
-    "replica_product": dict(ls=":", marker="", lw=2.0, label="replica, one layer (spectrum of the product)"),
-    "linear_approx": dict(ls="--", marker="", lw=1.2, label="linear approx"),
-    "half_linear_approx": dict(ls="--", marker="", lw=1.2, label="1/2 linear approx"),
-    "knn": dict(ls="", marker="o", ms=4, label="k-NN (Kraskov)"),
-    "pairwise": dict(ls="", marker="s", ms=4, mfc="none", label="pairwise KL (Kolchinsky), fit to noisy"),
-    "pairwise_parametric": dict(ls="", marker="^", ms=4, mfc="none", label="pairwise KL, parametric"),
-}
-
-
-def _finish(fig, path):
-    """Save ``fig`` to ``path`` and close it, or return it when ``path`` is None."""
-    if path is None:
-        return fig
-    fig.savefig(path, dpi=120)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return None
-
-
-def plot_figure2(result: dict, path=None):
-    """Draw the curves of :func:`compute_figure2` (one column per activation) to ``path``
-    (``None``: return the figure, for a notebook).
-
-    ``pairwise_noise_kernel`` is left out (a flat line at ``H(Z) + log n``, far below
-    the others; it is in the JSON output).
-    """
-    import matplotlib.pyplot as plt
-
-    names = list(result["curves"])
-    sigmas = np.asarray(result["sigmas"])
-    fig, axes = plt.subplots(2, len(names), figsize=(4.4 * len(names), 6.4), squeeze=False, sharex=True)
-    for col, name in enumerate(names):
-        curve = result["curves"][name]
-        for row in range(2):
-            ax = axes[row][col]
-            for key, style in _STYLES.items():
-                if key in curve:
-                    ax.semilogx(sigmas, np.asarray(curve[key])[:, row], color=f"C{list(_STYLES).index(key)}", **style)
-            ax.set_title(f"{name}: $H(T_{row + 1})/n_0$")
-            ax.grid(alpha=0.3)
-            if row == 1:
-                ax.set_xlabel(r"weight scale $\sigma$")
-        axes[0][col].legend(fontsize=7)
-    axes[0][0].set_ylabel("nats per input unit")
-    axes[1][0].set_ylabel("nats per input unit")
-    fig.suptitle(
-        f"Figure 2: width {result['width']}, {result['n_samples']} samples, noise {result['noise']:g} before the last activation"
-    )
-    fig.tight_layout()
-    return _finish(fig, path)
-
-
 def linear_gap_summary(curve: dict) -> dict:
-    """Numbers behind :func:`plot_linear_gap` for a linear ``curve``: the largest
+    """Numbers behind :func:`jaxreplica.experiments.plots.plot_linear_gap` for a linear ``curve``: the largest
     ``|replica - exact|`` per layer, the same for ``replica_product`` and, with
     ``exact_rotated``, the per-sigma standard deviation and range of the rotated exact
     ``H(T_2)`` and how many sigmas have the two-layer replica inside that range."""
@@ -320,46 +268,6 @@ def linear_gap_summary(curve: dict) -> dict:
         out["rotated_range"] = rot.max(axis=0) - rot.min(axis=0)
         out["replica_inside"] = int(np.sum((replica[:, 1] >= rot.min(axis=0)) & (replica[:, 1] <= rot.max(axis=0))))
     return out
-
-
-def plot_linear_gap(result: dict, path=None):
-    """The linear network's ``H(T_2)`` against the drawn pair's exact value (zero line):
-    the two-layer replica (free spectra), the one-layer form with the product's spectrum,
-    and the exact values of the rotated pairs ``W_2 O W_1`` (same spectra), with their
-    mean and one standard deviation. ``path=None`` returns the figure."""
-    import matplotlib.pyplot as plt
-
-    curve = result["curves"]["linear"]
-    sigmas = np.asarray(result["sigmas"])
-    exact = np.asarray(curve["exact"])[:, 1]
-    summary = linear_gap_summary(curve)
-    fig, ax = plt.subplots(figsize=(7.6, 4.4))
-    ax.axhline(0.0, color="C1", ls="--", lw=1.5, label="exact, drawn pair $W_2 W_1$")
-    if "exact_rotated" in curve:
-        rot = np.asarray(curve["exact_rotated"]) - exact
-        for r in rot:
-            ax.semilogx(sigmas, r, ls="", marker=".", ms=3, color="0.6")
-        mean, sd = rot.mean(axis=0), summary["rotated_sd"]
-        ax.fill_between(sigmas, mean - sd, mean + sd, color="0.85", zorder=0,
-                        label=f"exact, $W_2 O W_1$ for {len(rot)} random rotations $O$ (mean $\\pm$ sd; dots)")
-        ax.semilogx(sigmas, mean, color="0.4", lw=1.0)
-    ax.semilogx(sigmas, np.asarray(curve["replica"])[:, 1] - exact, color="C0", lw=2.0, marker="o", ms=4,
-                label="replica, two layers (spectra of $W_1$, $W_2$)")
-    ax.semilogx(sigmas, np.asarray(curve["replica_product"])[:, 1] - exact, color="C2", ls=":", lw=2.0,
-                label="replica, one layer (spectrum of $W_2 W_1$)")
-    text = (f"max |replica - exact|: {summary['replica_gap'][1]:.1e} (two layers), "
-            f"{summary['product_gap'][1]:.1e} (one layer)")
-    if "rotated_sd" in summary:
-        text += f"\nsd of exact over rotations: {summary['rotated_sd'].min():.1e} to {summary['rotated_sd'].max():.1e}"
-    ax.text(0.02, 0.03, text, transform=ax.transAxes, fontsize=8, va="bottom")
-    ax.set_xlabel(r"weight scale $\sigma$")
-    ax.set_ylabel(r"$H(T_2)/n_0$ minus exact (nats)")
-    ax.set_title(f"linear network, width {result['width']}: $H(T_2)$ depends on more than the two spectra")
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    return _finish(fig, path)
 
 
 def to_json(result: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Information as a differentiable objective (issue 7): penalty, its gradient, training with it, design.
+"""Information as a differentiable objective: the penalty, its gradient, training with it, design.
 
 Default tests use linear layers, or hardtanh only as the *measured* (last) layer of a
 chain, whose solves compile in seconds; hidden hardtanh/ReLU channels (2-D
@@ -17,9 +17,11 @@ import optax
 import pytest
 
 import jaxreplica as jr
-from jaxreplica import data as jd
-from jaxreplica import regularize as rg
-from jaxreplica import train as jt
+import jaxreplica.data as jd
+import jaxreplica.design as design
+import jaxreplica.training as jt
+from jaxreplica.experiments.figure2 import demo_spectra, figure2_chain
+from jaxreplica.experiments.presets import build
 from jaxreplica.nn import build_network
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -53,10 +55,10 @@ def _recognition(n_code=8, n_x=24, samples=10, seed=0):
 def test_penalty_of_one_linear_layer_is_the_exact_information_and_gradient():
     """One USV layer on Gaussian data: I(X; T_1)/n_0 = sum_k log(1 + s_k^2/noise)/(2 n_0), exactly."""
     data = jd.teacher_student(jax.random.key(0), 12, 4, samples_per_dim=2)
-    net = build_network([12, 8, 4], ["linear", "linear"], [True, False], seed=1)
+    net = build_network([12, 8, 4], ["linear", "linear"], [True, False], key=jax.random.key(1))
     noise = 1e-3
-    pen = rg.InformationPenalty.for_network(net, data, {1: 2.0}, last_noise=noise, tol=1e-13)
-    S = rg.singular_values(net, 1)
+    pen = jt.InformationPenalty.for_network(net, data, {1: 2.0}, last_noise=noise, tol=1e-13)
+    S = jt.singular_values(net, 1)
     (value, state), grad = jax.value_and_grad(lambda s: pen(s, None), has_aux=True)(S)
     s = np.asarray(S[0])
     exact = np.sum(np.log1p(s**2 / noise)) / (2 * 12)
@@ -76,9 +78,9 @@ def test_penalty_gradient_matches_finite_differences_linear():
     Everything runs eagerly around ``jr.solve`` (compiled once per chain structure), which
     keeps the compilations few."""
     data = _recognition()
-    net = build_network([24, 16, 12, 2], ["linear", "linear", "softmax"], [True, True, False], seed=1)
-    pen = rg.InformationPenalty.for_network(net, data, {1: 0.3, 2: 0.7}, tol=1e-13)
-    S = rg.singular_values(net, pen.depth)
+    net = build_network([24, 16, 12, 2], ["linear", "linear", "softmax"], [True, True, False], key=jax.random.key(1))
+    pen = jt.InformationPenalty.for_network(net, data, {1: 0.3, 2: 0.7}, tol=1e-13)
+    S = jt.singular_values(net, pen.depth)
     base = pen.initial_state(S)
     f = lambda s: float(pen(s, base)[0])  # noqa: E731  (the recomputed penalty, solved to 1e-13)
     entries = [(0, 0), (0, 7), (0, 15), (1, 0), (1, 11)]
@@ -103,10 +105,10 @@ def test_penalty_gradient_matches_finite_differences_linear():
 def test_penalty_gradient_hardtanh_measured_layer():
     """Two-layer hardtanh network, penalty on T_1 (hardtanh as the chain's last layer): cold and warm."""
     data = jd.teacher_student(jax.random.key(3), 20, 4, samples_per_dim=2)
-    net = build_network([20, 20, 20, 4], ["hardtanh", "hardtanh", "linear"], [True, True, False], seed=2,
+    net = build_network([20, 20, 20, 4], ["hardtanh", "hardtanh", "linear"], [True, True, False], key=jax.random.key(2),
                         scale=1.5)
-    pen = rg.InformationPenalty.for_network(net, data, {1: 1.0}, tol=1e-12)
-    S = rg.singular_values(net, 1)
+    pen = jt.InformationPenalty.for_network(net, data, {1: 1.0}, tol=1e-12)
+    S = jt.singular_values(net, 1)
     (v0, st0), g_cold = jax.value_and_grad(lambda s: pen(s, None), has_aux=True)(S)
     f = lambda s: float(pen(s, st0)[0])  # noqa: E731
     entries = [(0, j) for j in (0, 7, 19)]
@@ -118,10 +120,10 @@ def test_penalty_gradient_hardtanh_measured_layer():
 
 def test_non_converged_solve_gives_zero_gradient_and_keeps_warm_start():
     data = _recognition()
-    net = build_network([24, 16, 12, 2], ["linear", "linear", "softmax"], [True, True, False], seed=1)
-    good = rg.InformationPenalty.for_network(net, data, {2: 1.0})
+    net = build_network([24, 16, 12, 2], ["linear", "linear", "softmax"], [True, True, False], key=jax.random.key(1))
+    good = jt.InformationPenalty.for_network(net, data, {2: 1.0})
     bad = dataclasses.replace(good, max_iter=1)
-    S = rg.singular_values(net, 2)
+    S = jt.singular_values(net, 2)
     state = good.initial_state(S)
     moved = [1.3 * s for s in S]  # far enough that one iteration does not converge
     (value, new), grad = jax.value_and_grad(lambda s: bad(s, state), has_aux=True)(moved)
@@ -138,24 +140,24 @@ def test_non_converged_solve_gives_zero_gradient_and_keeps_warm_start():
 
 def test_penalty_validation():
     data = _recognition()
-    net = build_network([24, 16, 12, 2], ["linear", "relu", "softmax"], [True, False, False], seed=1)
+    net = build_network([24, 16, 12, 2], ["linear", "relu", "softmax"], [True, False, False], key=jax.random.key(1))
     with pytest.raises(ValueError, match="dense"):
-        rg.InformationPenalty.for_network(net, data, {2: 0.1})
+        jt.InformationPenalty.for_network(net, data, {2: 0.1})
     with pytest.raises(ValueError, match="softmax|dense"):
-        rg.InformationPenalty.for_network(net, data, {3: 0.1})
+        jt.InformationPenalty.for_network(net, data, {3: 0.1})
     with pytest.raises(ValueError, match="1..2"):
-        rg.InformationPenalty(betas={3: 0.1}, prior=data.prior, sizes=(24, 16, 12), activations=("linear", "relu"))
+        jt.InformationPenalty(betas={3: 0.1}, prior=data.prior, sizes=(24, 16, 12), activations=("linear", "relu"))
     with pytest.raises(ValueError, match="replica channel"):
-        rg.InformationPenalty(betas={2: 0.1}, prior=data.prior, sizes=(24, 16, 12),
+        jt.InformationPenalty(betas={2: 0.1}, prior=data.prior, sizes=(24, 16, 12),
                               activations=("linear", "softmax"))
     with pytest.raises(ValueError, match="finite"):
-        rg.InformationPenalty.for_network(net, data, {1: math.nan})
+        jt.InformationPenalty.for_network(net, data, {1: math.nan})
     with pytest.raises(ValueError, match="gradient"):
-        rg.InformationPenalty.for_network(net, data, {1: 0.1}, gradient="unrolled")
+        jt.InformationPenalty.for_network(net, data, {1: 0.1}, gradient="unrolled")
     with pytest.raises(ValueError, match="at least one"):
-        rg.InformationPenalty.for_network(net, data, {})
-    with pytest.raises(ValueError, match="dict"):
-        jt.train(net, data, epochs=1, tracking=NOTRACK, progress=False, info_penalty=[(1, 0.1)])
+        jt.InformationPenalty.for_network(net, data, {})
+    with pytest.raises(ValueError, match="InformationPenalty"):
+        jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=1), tracking=NOTRACK, progress=False, penalty=[(1, 0.1)])
 
 
 # ----------------------------------------------------------------------------- training
@@ -169,10 +171,9 @@ def plain_run():
 
 def _small_recognition_run(beta, seed=0, epochs=3, activation="hardtanh", **options):
     data = _recognition(samples=10, seed=seed)
-    net = build_network([24, 32, 16, 2], ["linear", activation, "softmax"], [True, True, False], seed=seed + 1)
-    penalty = {2: beta} if beta else None
-    _, hist = jt.train(net, data, epochs=epochs, learning_rate=0.05, seed=seed, tracking=NOTRACK, progress=False,
-                       info_penalty=penalty, info_penalty_options=options or None)
+    net = build_network([24, 32, 16, 2], ["linear", activation, "softmax"], [True, True, False], key=jax.random.key(seed + 1))
+    penalty = jt.InformationPenalty.for_network(net, data, {2: beta}, **options) if beta else None
+    _, hist = jt.train(net, data, jax.random.key(seed), jt.TrainConfig(epochs=epochs, learning_rate=0.05), tracking=NOTRACK, progress=False, penalty=penalty)
     return net, data, hist
 
 
@@ -180,16 +181,16 @@ def test_training_with_penalty_lowers_information(tmp_path, plain_run):
     """Same seed, beta = 0 and beta = 0.5 on T_2: the penalised run ends with less I(X; T_2)."""
     net0, data, h0 = plain_run
     net1, _, h1 = _small_recognition_run(0.5)
-    i0 = rg.network_information(net0, data, [2])[0]
-    i1 = rg.network_information(net1, data, [2])[0]
+    i0 = jt.network_information(net0, data, [2])[0]
+    i1 = jt.network_information(net1, data, [2])[0]
     assert i1 < i0 - 1e-4, (i0, i1)
     # the recorded trajectory: starts at the common initial value, decreases, no failures
     assert h1.penalty_information.shape == (4, 1) and h1.penalty.shape == (4,)
     assert float(h1.penalty_information[-1, 0]) == pytest.approx(i1, abs=1e-6)
     assert np.all(np.diff(h1.penalty_information[:, 0]) < 0)
     np.testing.assert_allclose(h1.penalty, 0.5 * h1.penalty_information[:, 0], rtol=1e-14)
-    assert h1.penalty_information[0, 0] == pytest.approx(rg.network_information(
-        build_network([24, 32, 16, 2], ["linear", "hardtanh", "softmax"], [True, True, False], seed=1), data, [2])[0])
+    assert h1.penalty_information[0, 0] == pytest.approx(jt.network_information(
+        build_network([24, 32, 16, 2], ["linear", "hardtanh", "softmax"], [True, True, False], key=jax.random.key(1)), data, [2])[0])
     assert h1.penalty_not_converged.sum() == 0 and h1.penalty_nonfinite.sum() == 0
     assert h0.penalty is None and h1.config["training"]["info_penalty"]["betas"] == {"2": 0.5}
     # test accuracy is reported for both runs
@@ -244,12 +245,12 @@ def _hardtanh_one_layer(width=50, seed=0):
 
 
 def _sweep_argmax(chain_fn, lo, hi, coarse=0.1, fine=0.002):
-    sweep = rg.dense_sweep(chain_fn, np.arange(lo, hi + coarse / 2, coarse))
+    sweep = design.dense_sweep(chain_fn, np.arange(lo, hi + coarse / 2, coarse))
     assert sweep["converged"].all()
-    s0 = rg.sweep_maximum(sweep["grid"], sweep["entropy"])
-    dense = rg.dense_sweep(chain_fn, np.arange(s0 - 10 * fine, s0 + 10.5 * fine, fine))
+    s0 = design.sweep_maximum(sweep["grid"], sweep["entropy"])
+    dense = design.dense_sweep(chain_fn, np.arange(s0 - 10 * fine, s0 + 10.5 * fine, fine))
     assert dense["converged"].all()
-    return rg.sweep_maximum(dense["grid"], dense["entropy"]), sweep
+    return design.sweep_maximum(dense["grid"], dense["entropy"]), sweep
 
 
 def test_design_maximizes_entropy_of_a_hardtanh_layer_cheap():
@@ -257,7 +258,7 @@ def test_design_maximizes_entropy_of_a_hardtanh_layer_cheap():
     chain_fn = _hardtanh_one_layer()
     best, _ = _sweep_argmax(chain_fn, 0.5, 4.0)
     assert 1.0 < best < 3.5
-    res = rg.maximize_entropy(chain_fn, 1.0, gtol=1e-7, steps=400,
+    res = design.maximize_entropy(chain_fn, 1.0, gtol=1e-7, steps=400,
                               optimizer=optax.adam(optax.exponential_decay(0.1, 50, 0.5)))
     assert res.done and res.not_converged == 0
     assert abs(float(res.params) - best) < 1e-3
@@ -275,7 +276,7 @@ def test_design_matches_a_target_information_linear():
                         layers=[(jr.Empirical(eigenvalues=ev[0] * s**2, alpha=1.0), jr.Linear(noise=0.0)),
                                 (jr.Empirical(eigenvalues=ev[1] * s**2, alpha=1.0), jr.Linear(noise=1e-5))])
 
-    res = rg.match_information(chain_fn, 0.5, 2.0, atol=1e-6)
+    res = design.match_information(chain_fn, 0.5, 2.0, atol=1e-6)
     assert res.done and abs(res.information - 2.0) <= 1e-4
     check = jr.solve(chain_fn(float(res.params)), tol=1e-12)
     assert float(check.mutual_information) == pytest.approx(2.0, abs=1e-4)
@@ -287,7 +288,7 @@ def test_design_per_layer_scales_linear():
     rng = np.random.RandomState(1)
     ev = [np.clip(np.linalg.eigvalsh((lambda w: w.T @ w)(rng.randn(30, 30) / np.sqrt(30))), 0, None)
           for _ in range(2)]
-    res2 = rg.match_information(
+    res2 = design.match_information(
         lambda p: jr.Chain(prior=jr.Normal(mean=0.0, var=1.0),
                            layers=[(jr.Empirical(eigenvalues=ev[0] * p["s1"] ** 2, alpha=1.0), jr.Linear(noise=0.0)),
                                    (jr.Empirical(eigenvalues=ev[1] * p["s2"] ** 2, alpha=1.0),
@@ -298,8 +299,8 @@ def test_design_per_layer_scales_linear():
 
 def test_sweep_maximum_parabola():
     x = np.linspace(0, 2, 21)
-    assert rg.sweep_maximum(x, -(x - 0.737) ** 2) == pytest.approx(0.737, abs=1e-12)
-    assert rg.sweep_maximum(x, x) == 2.0
+    assert design.sweep_maximum(x, -(x - 0.737) ** 2) == pytest.approx(0.737, abs=1e-12)
+    assert design.sweep_maximum(x, x) == 2.0
 
 
 # ----------------------------------------------------------------------------- slow
@@ -309,12 +310,12 @@ def test_sweep_maximum_parabola():
 def test_penalty_gradient_two_layer_hardtanh_network():
     """Both layers hardtanh (a hidden hardtanh channel): FD to 1e-5 relative, cold and warm start."""
     data = jd.teacher_student(jax.random.key(3), 20, 4, samples_per_dim=2)
-    net = build_network([20, 20, 20, 4], ["hardtanh", "hardtanh", "linear"], [True, True, False], seed=2,
+    net = build_network([20, 20, 20, 4], ["hardtanh", "hardtanh", "linear"], [True, True, False], key=jax.random.key(2),
                         scale=1.5)
     # tol 1e-10: the hidden hardtanh channel's quadrature does not let the relative change
     # of the order parameters go much below that (1e-12 ran into max_iter)
-    pen = rg.InformationPenalty.for_network(net, data, {1: 0.4, 2: 1.0}, tol=1e-10, max_iter=3000)
-    S = rg.singular_values(net, 2)
+    pen = jt.InformationPenalty.for_network(net, data, {1: 0.4, 2: 1.0}, tol=1e-10, max_iter=3000)
+    S = jt.singular_values(net, 2)
     v0, st0 = pen.initial(S)
     assert bool(jnp.all(st0.converged))
     (vc, stc), g_cold = jax.value_and_grad(lambda s: pen(s, None), has_aux=True)(S)
@@ -330,20 +331,18 @@ def test_penalty_gradient_two_layer_hardtanh_network():
 def test_recognition_hardtanh_small_penalty_on_last_hidden_layer():
     """The recognition-hardtanh preset at --scale small (data cut to 300 samples, 2 epochs):
     beta = 0.1 on T_4 ends with less I(X; T_4) than beta = 0 from the same seed."""
-    from jaxreplica._cmd_train import build
-
     def run(beta):
-        net, data, _ = build("recognition-hardtanh", scale="small", seed=0)
+        net, data, _ = build("recognition-hardtanh", jax.random.key(0), scale="small")
         data = dataclasses.replace(data, x_train=data.x_train[:300], y_train=data.y_train[:300],
                                    x_test=data.x_test[:300], y_test=data.y_test[:300])
-        _, hist = jt.train(net, data, epochs=2, seed=0, tracking=NOTRACK, progress=False,
-                           info_penalty={4: beta} if beta else None)
+        penalty = jt.InformationPenalty.for_network(net, data, {4: beta}) if beta else None
+        _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=2), tracking=NOTRACK, progress=False, penalty=penalty)
         return net, data, hist
 
     net0, data, h0 = run(0.0)
     net1, _, h1 = run(0.1)
-    i0 = rg.network_information(net0, data, [4])[0]
-    i1 = rg.network_information(net1, data, [4])[0]
+    i0 = jt.network_information(net0, data, [4])[0]
+    i1 = jt.network_information(net1, data, [4])[0]
     print(f"I(X;T_4): beta=0 {i0:.6f}, beta=0.1 {i1:.6f}; test accuracy {h0.test_accuracy[-1]:.3f}, "
           f"{h1.test_accuracy[-1]:.3f}")
     assert i1 < i0
@@ -352,8 +351,6 @@ def test_recognition_hardtanh_small_penalty_on_last_hidden_layer():
 
 
 def _figure2(activation):
-    from jaxreplica.sweeps import demo_spectra, figure2_chain
-
     e1, e2 = demo_spectra(1000, 42)
     return lambda s: figure2_chain(activation, e1, e2, s, 1e-5)
 
@@ -369,10 +366,10 @@ def test_design_maximizes_h_t2_figure2(activation, bounds):
         best, _ = _sweep_argmax(chain_fn, 1.5, 5.0, coarse=0.25, fine=0.005)
         assert 2.5 < best < 3.5  # the Figure-2 curve peaks between its samples 1.78 and 5.62
     else:
-        sweep = rg.dense_sweep(chain_fn, np.linspace(*bounds, 12))
+        sweep = design.dense_sweep(chain_fn, np.linspace(*bounds, 12))
         assert np.all(np.diff(sweep["entropy"]) > 0)
-        best = rg.sweep_maximum(sweep["grid"], sweep["entropy"])
-    res = rg.maximize_entropy(chain_fn, 1.0, bounds=bounds, gtol=1e-7, steps=60)
+        best = design.sweep_maximum(sweep["grid"], sweep["entropy"])
+    res = design.maximize_entropy(chain_fn, 1.0, bounds=bounds, gtol=1e-7, steps=60)
     print(activation, "sigma*", best, "found", float(res.params), "steps", res.steps)
     assert res.done and abs(float(res.params) - best) < 1e-3
     assert res.cold_entropy == pytest.approx(res.entropy, abs=1e-8)
@@ -382,7 +379,7 @@ def test_design_maximizes_h_t2_figure2(activation, bounds):
 def test_design_target_information_figure2_hardtanh():
     chain_fn = _figure2("hardtanh")
     target = float(jr.solve(chain_fn(2.5)).last_layer_information)
-    res = rg.match_information(chain_fn, 1.5, target, atol=1e-6, steps=60)
+    res = design.match_information(chain_fn, 1.5, target, atol=1e-6, steps=60)
     assert res.done and abs(res.information - target) <= 1e-4
     assert abs(res.cold_information - target) <= 1e-4
 

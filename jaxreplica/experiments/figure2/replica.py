@@ -1,31 +1,44 @@
-"""The paper's Figure-2 sweep: ``H(T_1)``, ``H(T_2)`` of two wide layers against the weight scale.
+"""Figure 2's replica curves: ``H(T_1)``, ``H(T_2)`` of two wide layers against the weight scale.
 
 Two layers of width ``n`` with ``x ~ N(0, I)``, weights ``sigma W_k`` where ``W_k`` has
-i.i.d. ``N(0, 1/n)`` entries (the reference's demo draw: NumPy's legacy generator
-seeded with ``seed``, two ``randn(n, n)/sqrt(n)`` matrices), noise ``noise`` before the
-last activation, no noise on the hidden layer. One compiled program over ``sigma``
-for all activations (the activation is data), ``lax.map`` on CPU, one thread per core, ``vmap`` over sigma on accelerators; with
-``devices`` the sigmas are split over devices (:func:`jaxreplica.sharding.solve_layers_batched`).
+i.i.d. ``N(0, 1/n)`` entries, noise ``noise`` before the last activation, no noise on
+the hidden layer. The weights are the reference's demo draw: NumPy's legacy generator
+seeded with ``weight_seed`` (42 in the paper), two ``randn(n, n)/sqrt(n)`` matrices.
+That generator defines the published numbers, which is why it, and not ``jax.random``,
+draws them. One compiled program covers every sigma and activation (the activation is
+data); with ``devices`` the sigmas are split over devices
+(:func:`jaxreplica.batched.solve_layers_batched`).
 """
 
 from __future__ import annotations
 
 import time
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
-import jaxreplica as jr
+from jaxreplica.activations import channel, has_channel
+from jaxreplica.batched import batch_mesh, describe_mesh, solve_layers_batched, stack_chains
+from jaxreplica.chain import Chain, SpectralLayer, chain_from_spectra
+from jaxreplica.channels import Switched
+from jaxreplica.priors import Normal
+from jaxreplica.solvers import solve
 
-ACTIVATIONS = {"linear": jr.Linear, "relu": jr.ReLU, "hardtanh": jr.HardTanh, "leaky_relu": jr.LeakyReLU, "probit": jr.Probit}
+__all__ = ["DEFAULT_SIGMAS", "demo_spectra", "draw_weights", "figure2_chain", "replica_curves", "run_sweep",
+           "spectra"]
+
 DEFAULT_SIGMAS = tuple(np.logspace(-1, 1, 9))
 
 
-def draw_weights(width: int = 1000, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+def draw_weights(width: int = 1000, weight_seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """``W_1, W_2`` of shape ``(width, width)``, entries ``N(0, 1/width)``, at ``sigma = 1``
-    (NumPy's legacy generator seeded with ``seed``: the paper's demo draw for 42)."""
-    rng = np.random.RandomState(seed)
+    (NumPy's legacy generator seeded with ``weight_seed``: the paper's demo draw for 42)."""
+    rng = np.random.RandomState(weight_seed)
     return tuple(rng.randn(width, width) / np.sqrt(width) for _ in range(2))
 
 
@@ -34,24 +47,33 @@ def spectra(weights) -> list[np.ndarray]:
     return [np.clip(np.linalg.eigvalsh(W.T @ W), 0.0, None) for W in weights]
 
 
-def demo_spectra(width: int = 1000, seed: int = 42):
+def demo_spectra(width: int = 1000, weight_seed: int = 42):
     """Eigenvalues of ``W_k^T W_k`` for the two demo matrices (the paper's draw)."""
-    return spectra(draw_weights(width, seed))
+    return spectra(draw_weights(width, weight_seed))
 
 
-def figure2_chain(activation: str, eig1, eig2, sigma, noise: float = 1e-5) -> jr.Chain:
-    act = ACTIVATIONS[activation]
-    return jr.Chain(
-        prior=jr.Normal(mean=0.0, var=1.0),
-        layers=[
-            (jr.Empirical(eigenvalues=eig1 * sigma**2, alpha=1.0), act(noise=0.0)),
-            (jr.Empirical(eigenvalues=eig2 * sigma**2, alpha=1.0), act(noise=noise)),
-        ],
-    )
+def figure2_chain(activation, eig1, eig2, sigma, noise: float = 1e-5) -> Chain:
+    """The two-layer chain with spectra ``sigma^2 eig_k``: a noiseless hidden layer and
+    ``noise`` before the last activation (a name, or a channel such as ``Switched``)."""
+    s2 = sigma**2
+    return chain_from_spectra(Normal(mean=0.0, var=1.0),
+                              [SpectralLayer(eig1 * s2, 1.0, activation), SpectralLayer(eig2 * s2, 1.0, activation)],
+                              hidden_noise=0.0, last_noise=noise)
 
 
-def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS, width=1000, noise=1e-5, seed=42,
-              method="vamp", progress=True, devices=None):
+def _check_activations(activations):
+    for name in activations:
+        try:
+            known = has_channel(name)
+        except ValueError:
+            known = False
+        if not known:
+            raise ValueError(f"activations: unknown activation {name!r} (choose one with a replica channel: "
+                             "linear, relu, leaky_relu, hardtanh, probit)")
+
+
+def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS, width=1000, noise=1e-5,
+              weight_seed=42, method="vamp", progress=True, devices=None):
     """Replica ``H(T_1)``, ``H(T_2)`` (and ``I(X; T_l)``) for every activation and sigma.
 
     Returns a dict with ``sigmas`` and, per activation, lists ``H1, H2, I1, I2`` and
@@ -66,27 +88,21 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
     (tracing and compiling), ``solve_seconds`` and ``threads``. ``devices="all"``, an
     ``int`` or a list of ``jax.Device`` builds one chain per
     sigma (concrete spectra), stacks them and solves them with
-    :func:`jaxreplica.sharding.solve_layers_batched`, the sigmas split over those
+    :func:`jaxreplica.batched.solve_layers_batched`, the sigmas split over those
     devices (every process's, when ``jax.distributed`` is initialized; one program per
     activation); the result then also records ``devices`` (``"platform:id"`` in mesh
     order), ``processes`` and each activation's ``seconds``.
     """
-    from tqdm.auto import tqdm
-
-    for name in activations:
-        if name not in ACTIVATIONS:
-            raise ValueError(f"activations: unknown activation {name!r} (choose from {sorted(ACTIVATIONS)})")
+    _check_activations(activations)
     sig = np.asarray(sigmas, dtype=np.float64)
     if sig.ndim != 1 or sig.size == 0 or not np.all(sig > 0):
         raise ValueError("sigmas must be a non-empty list of positive numbers")
     if not noise > 0:
         raise ValueError(f"noise must be positive (got {noise})")
-    eig1, eig2 = demo_spectra(width, seed)
-    out = {"sigmas": sig.tolist(), "width": width, "noise": noise, "seed": seed, "method": method, "curves": {}}
+    eig1, eig2 = demo_spectra(width, weight_seed)
+    out = {"sigmas": sig.tolist(), "width": width, "noise": noise, "seed": weight_seed, "method": method, "curves": {}}
     mesh = None
     if devices is not None:
-        from jaxreplica.sharding import batch_mesh, describe_mesh
-
         mesh = batch_mesh(devices)
         out["devices"] = describe_mesh(mesh)
         out["processes"] = jax.process_count()
@@ -100,8 +116,6 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
         if mesh is None:
             H, I, conv = results[name]
         else:
-            from jaxreplica.sharding import solve_layers_batched, stack_chains
-
             chains = stack_chains([figure2_chain(name, eig1, eig2, float(s), noise) for s in sig])
             lay = solve_layers_batched(chains, mesh=mesh, method=method)
             H, I, conv = lay.entropy, lay.mutual_information, lay.converged
@@ -124,7 +138,7 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     solver loop: ``T_2`` is the Figure-2 chain itself, and ``T_1 = phi(sigma W_1 x + xi)``
     is solved as ``x -> O x -> T_1`` with ``O`` orthogonal (all eigenvalues 1) and a
     noiseless linear first layer: ``O x`` is again ``N(0, I)``, so the entropy is the same
-    (the solutions agree to round-off; ``tests/test_sweep.py`` compares with
+    (the solutions agree to round-off; the test suite compares with
     :func:`jaxreplica.solve_layers`). With ``method="fixed_point"``, whose theta roots
     the all-ones spectrum of ``O`` lacks, ``T_1`` is solved as its own one-layer chain
     instead. The activation is data (:class:`jaxreplica.Switched`).
@@ -137,13 +151,8 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     Returns ``({name: (H, I, converged)}, compile_seconds, solve_seconds, threads)``,
     each array of shape ``(len(sig), 2)``.
     """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
     names = list(activations) + ([] if "linear" in activations else ["linear"])
-    options = tuple(ACTIVATIONS[name]() for name in names)
+    options = tuple(channel(name) for name in names)
     linear = names.index("linear")
     # (activation, sigma, layer): layer 0 is T_1, 1 is T_2.
     items = [(a, s, l) for a in range(len(activations)) for s in sig for l in (0, 1)]
@@ -151,20 +160,21 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
 
     def one(index, sigma, deep):
         s2 = sigma**2
-        layer = lambda eig, i, nz: (jr.Empirical(eigenvalues=eig, alpha=1.0), jr.Switched(options=options, index=i, noise=nz))
+        switched = lambda i: Switched(options=options, index=i)  # noqa: E731
         if method == "vamp":
-            chain = jr.Chain(prior=jr.Normal(mean=0.0, var=1.0), layers=[
-                layer(jnp.where(deep, eig1 * s2, ones), jnp.where(deep, index, linear), 0.0),
-                layer(jnp.where(deep, eig2 * s2, eig1 * s2), index, noise)])
-            sol = jr.solve(chain, method)
+            chain = chain_from_spectra(Normal(mean=0.0, var=1.0), [
+                SpectralLayer(jnp.where(deep, eig1 * s2, ones), 1.0, switched(jnp.where(deep, index, linear))),
+                SpectralLayer(jnp.where(deep, eig2 * s2, eig1 * s2), 1.0, switched(index))],
+                hidden_noise=0.0, last_noise=noise)
+            sol = solve(chain, method)
             return sol.entropy, sol.mutual_information, sol.converged
         # The fixed-point scheme needs the theta root of every ensemble, which the
         # all-ones spectrum of O lacks once A V > 1/4; it solves T_1's own one-layer chain
         # (a second solver loop in the program; under lax.map only one branch runs).
-        chain = jr.Chain(prior=jr.Normal(mean=0.0, var=1.0), layers=[layer(eig1 * s2, index, 0.0), layer(eig2 * s2, index, noise)])
-        fields = lambda sol: (sol.entropy, sol.mutual_information, sol.converged)
-        return jax.lax.cond(deep, lambda: fields(jr.solve(chain, method)),
-                            lambda: fields(jr.solve(chain.truncated(1, noise), method)))
+        chain = figure2_chain(switched(index), eig1, eig2, sigma, noise)
+        fields = lambda sol: (sol.entropy, sol.mutual_information, sol.converged)  # noqa: E731
+        return jax.lax.cond(deep, lambda: fields(solve(chain, method)),
+                            lambda: fields(solve(chain.truncated(1, noise), method)))
 
     if vectorize is None:
         vectorize = jax.default_backend() != "cpu"
@@ -219,22 +229,3 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     results = {name: (H[a], I[a], conv[a]) for a, name in enumerate(activations)}
     return results, compile_seconds, solve_seconds, threads
 
-
-def plot_sweep(result, path):
-    import matplotlib.pyplot as plt
-
-    names = list(result["curves"])
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        c = result["curves"][name]
-        ax.semilogx(result["sigmas"], c["H1"], "o-", label=r"$H(T_1)/n_0$")
-        ax.semilogx(result["sigmas"], c["H2"], "s-", label=r"$H(T_2)/n_0$")
-        ax.set_title(name)
-        ax.set_xlabel(r"weight scale $\sigma$")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("entropy per input unit (nats)")
-    axes[0][0].legend()
-    fig.suptitle(f"replica entropies, width {result['width']}, noise {result['noise']:g}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -4,7 +4,7 @@ A batch of chains (a :class:`~jaxreplica.Chain` whose every leaf has a leading b
 axis, e.g. from :func:`stack_chains`) is solved by ``jax.vmap(jaxreplica.solve)``
 with the batch axis split over a 1-D :class:`jax.sharding.Mesh`::
 
-    chains = stack_chains([make_chain(s) for s in sigmas])     # leaves (B, ...)
+    chains = stack_chains([build(s) for s in sigmas])          # leaves (B, ...)
     sol = solve_batched(chains, devices="all")                  # sol.entropy: (B,)
 
 How it runs (:func:`sharded_vmap`):
@@ -26,8 +26,9 @@ How it runs (:func:`sharded_vmap`):
    computation: on one process by copying each shard to the host (no collective:
    XLA's CPU collectives abort a device that waits more than 40 s for the others,
    which a gather inside the computation did when the shards' solves took very
-   different times); on several processes behind a coordination-service barrier,
-   then ``multihost_utils.process_allgather``. They are sliced back to ``B`` and put
+   different times); on several processes, once this process's shards are done,
+   behind ``multihost_utils.sync_global_devices`` and then
+   ``multihost_utils.process_allgather``. They are sliced back to ``B`` and put
    on every device of the mesh: every returned leaf is a ``(B, ...)`` array
    replicated there (``NamedSharding(mesh, PartitionSpec())``), readable with
    ``np.asarray`` on every process.
@@ -40,19 +41,20 @@ one device (the same program on fewer elements). Compiled functions are cached p
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import jaxreplica as jr
 from jaxreplica.chain import Chain
+from jaxreplica.solvers import LayerSolutions, Solution, check_method, solve, solve_layers
 
 __all__ = [
     "batch_mesh",
+    "describe_mesh",
     "parse_devices",
     "stack_chains",
     "sharded_vmap",
@@ -165,7 +167,7 @@ def _batch_size(tree, what: str) -> int:
         shape = np.shape(x)
         if len(shape) == 0:
             raise ValueError(f"{what}: every leaf needs a leading batch axis (found a scalar leaf; build the batch "
-                             "with jaxreplica.sharding.stack_chains)")
+                             "with jaxreplica.batched.stack_chains)")
         sizes.add(shape[0])
     if len(sizes) != 1:
         raise ValueError(f"{what}: leaves have different leading (batch) sizes {sorted(sizes)}")
@@ -183,52 +185,57 @@ def _pad(x: np.ndarray, total: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], extra, axis=0)], axis=0)
 
 
+LAYOUTS = ("map", "vmap")
+
+
+def default_layout(mesh: Mesh) -> str:
+    """``"map"`` on CPU devices, ``"vmap"`` on accelerators.
+
+    On CPU each device runs its elements one after the other (``lax.map``: the cost is
+    the sum of their iterations; a vmapped ``while_loop`` runs every element as long as
+    the slowest one). On accelerators the elements are vmapped.
+    """
+    return "map" if mesh.devices.flat[0].platform == "cpu" else "vmap"
+
+
 @functools.lru_cache(maxsize=64)
-def _compiled(fn: Callable, mesh: Mesh):
+def _compiled(fn: Callable, mesh: Mesh, layout: str):
     axis = mesh.axis_names[0]
     batch = NamedSharding(mesh, PartitionSpec(axis))
     # check_vma=False: the body has no collectives (each device solves its own slice),
     # and the solver's while_loops mix per-element and constant carries.
-    # On CPU each device runs its elements one after the other (lax.map: the cost is the
-    # sum of their iterations; a vmapped while_loop runs every element as long as the
-    # slowest one). On accelerators the elements are vmapped.
-    on_cpu = mesh.devices.flat[0].platform == "cpu"
-    per_device = (lambda xs: jax.lax.map(fn, xs)) if on_cpu else jax.vmap(fn)
+    per_device = (lambda xs: jax.lax.map(fn, xs)) if layout == "map" else jax.vmap(fn)
     local = jax.shard_map(per_device, mesh=mesh, in_specs=PartitionSpec(axis), out_specs=PartitionSpec(axis),
                           check_vma=False)
     return jax.jit(local, in_shardings=batch, out_shardings=batch)
-
-
-_BARRIER_IDS = itertools.count()
 
 
 def _gather(tree):
     """Host (NumPy) copies of the global arrays in ``tree``, on every process."""
     if jax.process_count() == 1:
         return jax.tree_util.tree_map(np.asarray, tree)  # shard by shard, no collective
-    from jax._src import distributed
-    from jax.experimental import multihost_utils
-
+    # This process's shards are done before the processes meet and gather.
     jax.block_until_ready(tree)
-    # Every process's shards are done before the all-gather starts (its collectives
-    # could otherwise time out waiting for a slower process's solves).
-    client = distributed.global_state.client
-    if client is not None:
-        client.wait_at_barrier(f"jaxreplica_sharding_{next(_BARRIER_IDS)}", timeout_in_ms=7 * 24 * 3600 * 1000)
+    multihost_utils.sync_global_devices("jaxreplica batched gather")
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def sharded_vmap(fn: Callable, batched, *, devices=None, mesh: Mesh | None = None):
+def sharded_vmap(fn: Callable, batched, *, devices=None, mesh: Mesh | None = None, layout: str | None = None):
     """``jax.vmap(fn)(batched)`` with the leading axis of ``batched`` split over devices.
 
     ``batched`` is any pytree whose leaves share a leading batch axis of size ``B``
     (concrete arrays, not tracers); ``fn`` maps one element to a pytree of arrays. The
     result has leaves of shape ``(B, ...)``, in the input's order, replicated on every
-    device of the mesh. ``devices``/``mesh`` as in :func:`batch_mesh`. ``fn`` should be
+    device of the mesh. ``devices``/``mesh`` as in :func:`batch_mesh`. ``layout``: how each
+    device runs its elements, ``"map"`` (one after the other) or ``"vmap"``; default
+    :func:`default_layout`. Both give the same values. ``fn`` should be
     a stable object (a module-level function or a cached partial) for the compiled
     function to be reused between calls.
     """
     mesh = batch_mesh(devices, mesh=mesh)
+    layout = default_layout(mesh) if layout is None else layout
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'map' or 'vmap' (got {layout!r})")
     size = _batch_size(batched, "batched")
     n_dev = mesh.devices.size
     total = -(-size // n_dev) * n_dev
@@ -242,7 +249,7 @@ def sharded_vmap(fn: Callable, batched, *, devices=None, mesh: Mesh | None = Non
         host = _pad(np.asarray(x), total)
         placed.append(jax.make_array_from_callback(host.shape, sharding, lambda idx, h=host: h[idx]))
     padded = jax.tree_util.tree_unflatten(treedef, placed)
-    host = _gather(_compiled(fn, mesh)(padded))
+    host = _gather(_compiled(fn, mesh, layout)(padded))
     replicated = NamedSharding(mesh, PartitionSpec())
     return jax.tree_util.tree_map(
         lambda h: jax.make_array_from_callback(h[:size].shape, replicated, lambda idx, h=h[:size]: h[idx]), host)
@@ -252,8 +259,7 @@ def sharded_vmap(fn: Callable, batched, *, devices=None, mesh: Mesh | None = Non
 
 
 def _check_kwargs(method: str, kwargs: dict):
-    if method not in ("vamp", "fixed_point"):
-        raise ValueError(f"method must be 'vamp' or 'fixed_point' (got {method!r})")
+    check_method(method)
     unknown = sorted(set(kwargs) - set(_SOLVE_KWARGS))
     if unknown:
         raise ValueError(f"unknown solve arguments {unknown} (accepted: init, {', '.join(_SOLVE_KWARGS)})")
@@ -268,28 +274,30 @@ def _check_kwargs(method: str, kwargs: dict):
 
 @functools.lru_cache(maxsize=64)
 def _element_fn(kind: str, method: str, items: tuple, with_init: bool):
-    solver = jr.solve if kind == "solve" else jr.solve_layers
+    solver = solve if kind == "solve" else solve_layers
     kw = dict(items)
     if with_init:
         return lambda pair: solver(pair[0], method, init=pair[1], **kw)
     return lambda chain: solver(chain, method, **kw)
 
 
-def _batched(kind: str, chains, devices, mesh, method, init, kwargs):
+def _batched(kind: str, chains, devices, mesh, layout, method, init, kwargs):
     if not isinstance(chains, Chain):
         raise ValueError(f"chains must be a jaxreplica.Chain with batched leaves (got {type(chains).__name__}); "
-                         "stack a list of chains with jaxreplica.sharding.stack_chains")
+                         "stack a list of chains with jaxreplica.batched.stack_chains")
     items = _check_kwargs(method, kwargs)
     size = _batch_size(chains, "chains")
     if init is None:
-        return sharded_vmap(_element_fn(kind, method, items, False), chains, devices=devices, mesh=mesh)
+        return sharded_vmap(_element_fn(kind, method, items, False), chains, devices=devices, mesh=mesh,
+                            layout=layout)
     if _batch_size(init, "init") != size:
         raise ValueError("init must have the same batch size as chains")
-    return sharded_vmap(_element_fn(kind, method, items, True), (chains, init), devices=devices, mesh=mesh)
+    return sharded_vmap(_element_fn(kind, method, items, True), (chains, init), devices=devices, mesh=mesh,
+                        layout=layout)
 
 
-def solve_batched(chains: Chain, *, devices=None, mesh: Mesh | None = None, method: str = "vamp",
-                  init=None, **solve_kwargs) -> "jr.Solution":
+def solve_batched(chains: Chain, *, devices=None, mesh: Mesh | None = None, layout: str | None = None,
+                  method: str = "vamp", init=None, **solve_kwargs) -> Solution:
     """:func:`jaxreplica.solve` of every chain of a batch, the batch split over devices.
 
     Args:
@@ -298,6 +306,7 @@ def solve_batched(chains: Chain, *, devices=None, mesh: Mesh | None = None, meth
         function); any ``B``.
       devices: ``None``/``"all"`` (every device), an ``int`` (the first ``N``), or a
         list of ``jax.Device``; or give ``mesh``, a 1-D :class:`jax.sharding.Mesh`.
+      layout: ``"map"`` or ``"vmap"`` per device (see :func:`sharded_vmap`).
       method: ``"vamp"`` (default) or ``"fixed_point"``.
       init: optional batched ``Solution.fixed_point`` (leaves ``(B, L)``) to
         warm-start from, e.g. the ``fixed_point`` of a previous ``solve_batched``.
@@ -309,14 +318,14 @@ def solve_batched(chains: Chain, *, devices=None, mesh: Mesh | None = None, meth
       order of ``chains``, replicated on every device of the mesh; equal to
       ``jax.vmap(jaxreplica.solve)(chains)``.
     """
-    return _batched("solve", chains, devices, mesh, method, init, solve_kwargs)
+    return _batched("solve", chains, devices, mesh, layout, method, init, solve_kwargs)
 
 
-def solve_layers_batched(chains: Chain, *, devices=None, mesh: Mesh | None = None, method: str = "vamp",
-                         init=None, **solve_kwargs) -> "jr.LayerSolutions":
+def solve_layers_batched(chains: Chain, *, devices=None, mesh: Mesh | None = None, layout: str | None = None,
+                         method: str = "vamp", init=None, **solve_kwargs) -> LayerSolutions:
     """:func:`jaxreplica.solve_layers` of every chain of a batch, split over devices.
 
     As :func:`solve_batched`; ``init`` may be a batched ``LayerSolutions.fixed_points``.
     Returns a :class:`~jaxreplica.LayerSolutions` with leaves of shape ``(B, L)``.
     """
-    return _batched("layers", chains, devices, mesh, method, init, solve_kwargs)
+    return _batched("layers", chains, devices, mesh, layout, method, init, solve_kwargs)

@@ -1,0 +1,92 @@
+"""The one table from an activation's name to its replica channel and its function.
+
+Everything that turns a name such as ``"relu"`` into something (a channel of a
+:class:`~jaxreplica.Chain`, the forward pass of a network, a generative data model,
+the sample-based curves of Figure 2) reads :data:`ACTIVATIONS`.
+
+==========  ==================================  ==============================
+name        ``phi(z)``                          replica channel
+==========  ==================================  ==============================
+linear      ``z``                               ``Linear``
+relu        ``max(0, z)``                       ``ReLU``
+leaky_relu  ``z`` if ``z > 0`` else ``0.1 z``   ``LeakyReLU`` (slope 0.1)
+hardtanh    ``clip(z, -1, 1)``                  ``HardTanh(threshold=1)``
+probit      ``sign(z)``                         ``Probit``
+softmax     ``exp(z_i) / sum_j exp(z_j)``       none (a network's output only)
+==========  ==================================  ==============================
+
+Aliases: ``sign`` for ``probit``, ``identity`` for ``linear``. ``hardtanh`` is the
+original Keras code's ``2 hard_sigmoid(2.5 z) - 1``, which is ``clip(z, -1, 1)``.
+``probit`` has zero gradient almost everywhere: it is meant for forward passes and
+entropies, not for training.
+
+The functions are plain ``jax.numpy`` expressions (fast, with the usual gradients);
+:func:`channel` gives the engine's piecewise description of the same map, whose
+``activation`` method agrees with them away from the kinks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from jaxreplica.channels import HardTanh, LeakyReLU, Linear, Probit, ReLU, _Channel
+
+__all__ = ["ACTIVATIONS", "ALIASES", "Activation", "canonical", "channel", "function", "has_channel"]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One row of the table: ``function(z)`` on arrays and the channel class (``None``
+    where the replica formula has no channel)."""
+
+    function: Callable[[jax.Array], jax.Array]
+    channel: type | None
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "linear": Activation(lambda z: z, Linear),
+    "relu": Activation(lambda z: jnp.maximum(z, 0.0), ReLU),
+    "leaky_relu": Activation(lambda z: jnp.where(z > 0, z, LeakyReLU.slope * z), LeakyReLU),
+    "hardtanh": Activation(lambda z: jnp.clip(z, -1.0, 1.0), HardTanh),
+    "probit": Activation(jnp.sign, Probit),
+    "softmax": Activation(lambda z: jax.nn.softmax(z, axis=-1), None),
+}
+ALIASES = {"sign": "probit", "identity": "linear"}
+
+
+def canonical(name: str) -> str:
+    """The table's name for ``name`` (case-insensitive, aliases resolved); ``ValueError`` if unknown."""
+    if not isinstance(name, str):
+        raise ValueError(f"activations must be strings, got {name!r}")
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {tuple(ACTIVATIONS) + tuple(ALIASES)}")
+    return key
+
+
+def has_channel(name: str) -> bool:
+    """Whether the replica formula has a channel for the activation ``name``."""
+    return ACTIVATIONS[canonical(name)].channel is not None
+
+
+def function(name: str) -> Callable[[jax.Array], jax.Array]:
+    """``phi`` of the activation ``name``, elementwise (softmax: over the last axis)."""
+    return ACTIVATIONS[canonical(name)].function
+
+
+def channel(activation, noise=0.0) -> _Channel:
+    """The channel of ``activation`` with noise variance ``noise`` before it.
+
+    ``activation`` is a name of the table or a channel already (its noise is then
+    replaced, e.g. a :class:`~jaxreplica.Switched` whose index is data).
+    """
+    if isinstance(activation, _Channel):
+        return activation.replace(noise=noise)
+    row = ACTIVATIONS[canonical(activation)]
+    if row.channel is None:
+        raise ValueError(f"activation: {activation!r} has no replica channel (softmax output layers cannot be tracked)")
+    return row.channel(noise=noise)

@@ -1,0 +1,355 @@
+"""An information penalty: ``P(S) = sum_l beta_l I(X; T_l)/n_0``, differentiable in ``S``.
+
+For a network of USV layers ``W_k = U_k diag(S_k) V_k`` (only the singular values
+``S_k`` trained) on a data model with prior ``P_0`` and generative layers ``G`` (possibly
+none), ``I(X; T_l)`` is the replica value of the chain ``prior -> G -> network layers
+1..l`` (network layers ``1..l-1`` noiseless, layer ``l`` with the measuring noise
+``last_noise``, ``1e-5`` by default), as the training monitor records it: with
+noiseless hidden network layers ``T_{l-1}`` is a function of ``X`` and ``I(X; T_l) =
+I(T_l; T_{l-1}) = phi* - H(T_l | Z_l)`` (``Solution.last_layer_information``). The
+spectrum of ``W_k^T W_k`` is ``S_k^2`` padded with ``n_{k-1} - len(S_k)`` zeros, so ``P``
+is a function of the ``S_k`` alone.
+
+**Its gradient** is not obtained by unrolling the solver. ``phi`` is stationary in the
+order parameters ``q`` at the fixed point ``q*(S)``, so (envelope theorem)::
+
+    dP/dS = sum_l beta_l * [ d/dS phi(q*, chain_l(S)) + d/dS talpha_l I_last(0, trho_l(S)) ]   at fixed q*
+
+which costs one gradient of ``phi`` per penalised layer (``gradient="envelope"``, the
+default). ``gradient="implicit"`` differentiates ``solve`` itself, whose fixed point
+is an implicit function of the chain (the engine's ``custom_jvp``). The solve always
+runs on ``stop_gradient``-ed inputs, warm-started from the fixed points kept in a
+:class:`PenaltyState`.
+
+**Failed solves.** Inside ``jit`` nothing raises. A layer whose solve does not converge
+contributes no gradient for that call: its term is replaced by its last converged
+value under ``stop_gradient``, its gradient is cut (a select, so a NaN from a bad point
+cannot leak through a ``0 * NaN``), its warm start keeps the previous fixed point, and
+it is counted (``PenaltyState.converged``; the trainer sums them per epoch).
+
+The optimizer step that adds ``P`` to the task loss is
+:func:`jaxreplica.training.step.make_step` (``penalty=InformationPenalty(...)``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreplica.activations import has_channel
+from jaxreplica._struct import pytree, tree_where
+from jaxreplica.chain import SpectralLayer, chain_from_spectra
+from jaxreplica.design import envelope_quantities
+from jaxreplica.solvers import check_method, solve
+
+__all__ = [
+    "InformationPenalty",
+    "PenaltyState",
+    "information_penalty",
+    "network_information",
+    "singular_values",
+    "spectrum_from_singular_values",
+]
+
+
+def spectrum_from_singular_values(s: jax.Array, n_in: int) -> jax.Array:
+    """Eigenvalues of ``W^T W`` for ``W = U diag(s) V`` with ``n_in`` columns: ``s^2`` and
+    ``n_in - len(s)`` zeros (unsorted: the replica formula only uses symmetric functions
+    of the spectrum)."""
+    s2 = jnp.square(s)
+    pad = n_in - s2.shape[0]
+    if pad < 0:
+        raise ValueError(f"n_in={n_in} is smaller than the number of singular values {s2.shape[0]}")
+    return jnp.concatenate([s2, jnp.zeros(pad, s2.dtype)]) if pad else s2
+
+
+def singular_values(params, depth: int) -> list[jax.Array]:
+    """``[S_1, ..., S_depth]`` of the USV layers of a network or of its ``nnx.Param`` state.
+
+    ``params`` is a :class:`jaxreplica.nn.Network` or the ``params`` of
+    ``nnx.split(network, nnx.Param, ...)`` (what the training step differentiates).
+    """
+    layers = params.layers if hasattr(params, "layers") else params["layers"]
+    out = []
+    for k in range(depth):
+        layer = layers[k]
+        s = layer.S if hasattr(layer, "S") else layer["S"]
+        out.append(s[...])
+    return out
+
+
+@jax.custom_vjp
+def _gate(x, ok):
+    """Identity whose cotangent is replaced by 0 where ``ok`` is false (a select, so a
+    NaN cotangent of a failed solve cannot leak through)."""
+    return x
+
+
+def _gate_fwd(x, ok):
+    return x, ok
+
+
+def _gate_bwd(ok, g):
+    return jnp.where(ok, g, jnp.zeros_like(g)), None
+
+
+_gate.defvjp(_gate_fwd, _gate_bwd)
+
+
+@pytree
+class PenaltyState:
+    """Warm starts and diagnostics of the last penalty evaluation, one entry per penalised layer.
+
+    * ``fixed_points``: tuple of ``OrderParameters``, the last *converged* fixed point of
+      each layer's chain (a non-converged solve keeps the previous one);
+    * ``mutual_information``: ``(n,)`` last converged ``I(X; T_l)/n_0`` (NaN if none yet);
+    * ``converged``: ``(n,)`` whether the last solve of each layer converged;
+    * ``iterations``: ``(n,)`` solver iterations of the last solve.
+    """
+
+    fixed_points: tuple
+    mutual_information: jax.Array
+    converged: jax.Array
+    iterations: jax.Array
+
+    @property
+    def not_converged(self) -> jax.Array:
+        """Number of penalised layers whose last solve did not converge."""
+        return jnp.sum(~self.converged)
+
+
+def _has_channel(name: str) -> bool:
+    try:
+        return has_channel(name)
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, eq=False)
+class InformationPenalty:
+    """``P(S) = sum_l beta_l I(X; T_l)/n_0`` of a USV network on a data model (see the module doc).
+
+    Build it with :meth:`for_network` (from a :class:`~jaxreplica.nn.Network` and a
+    :class:`~jaxreplica.data.Dataset`) or directly:
+
+    * ``betas``: mapping ``{layer: beta}`` (1-based network layers; ``beta`` any finite
+      real, negative to reward information), stored as sorted pairs;
+    * ``prior``: the data model's first variable (``Normal``, ``Bimodal``, ``SpikeSlab``);
+    * ``generative``: :class:`~jaxreplica.chain.SpectralLayer` list from that variable to the
+      network input, each with its own ``noise`` (empty for teacher-student data);
+    * ``sizes``: ``(n_0, ..., n_m)`` of the network layers ``1..m``, ``m >= max(layer)``;
+    * ``activations``: their activations (``linear``, ``relu``, ``hardtanh``, ``probit``);
+    * ``last_noise``: noise variance of the measured layer (hidden network layers get 0);
+    * ``tol``, ``max_iter``, ``method``: passed to ``jaxreplica.solve``;
+    * ``gradient``: ``"envelope"`` (default) or ``"implicit"``.
+
+    Calling it, ``penalty(singular_values, state)``, returns ``(P, new_state)``
+    (:func:`information_penalty`); it is pure, jittable, and differentiable in the
+    singular values (``jax.value_and_grad(..., has_aux=True)``). ``state=None`` solves
+    cold (the engine's multi-start) and compiles separately from warm calls.
+    """
+
+    betas: tuple
+    prior: Any
+    sizes: tuple
+    activations: tuple
+    generative: tuple = ()
+    last_noise: float = 1e-5
+    tol: float = 1e-8
+    max_iter: int = 1000
+    method: str = "vamp"
+    gradient: str = "envelope"
+
+    def __post_init__(self):
+        betas = self.betas.items() if isinstance(self.betas, Mapping) else self.betas
+        pairs = []
+        for layer, beta in betas:
+            if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+                raise ValueError(f"betas: layers must be integers, got {layer!r}")
+            beta = float(beta)
+            if not math.isfinite(beta):
+                raise ValueError(f"betas: beta of layer {layer} must be finite, got {beta!r}")
+            pairs.append((int(layer), beta))
+        pairs.sort()
+        if not pairs:
+            raise ValueError("betas: give at least one {layer: beta}")
+        if len({l for l, _ in pairs}) != len(pairs):
+            raise ValueError(f"betas: a layer appears twice in {pairs}")
+        sizes = tuple(int(n) for n in self.sizes)
+        activations = tuple(str(a).lower() for a in self.activations)
+        if len(sizes) != len(activations) + 1:
+            raise ValueError(f"sizes must have one entry more than activations, got {len(sizes)} and "
+                             f"{len(activations)}")
+        depth = pairs[-1][0]
+        if pairs[0][0] < 1 or depth > len(activations):
+            raise ValueError(f"betas: layers must be in 1..{len(activations)}, got {[l for l, _ in pairs]}")
+        for k in range(depth):
+            if not _has_channel(activations[k]):
+                raise ValueError(f"activations: layer {k + 1} is {activations[k]!r}, which has no replica channel")
+        if not self.last_noise > 0:
+            raise ValueError(f"last_noise must be positive, got {self.last_noise!r}")
+        if not self.tol > 0:
+            raise ValueError(f"tol must be positive, got {self.tol!r}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        check_method(self.method)
+        if self.gradient not in ("envelope", "implicit"):
+            raise ValueError(f"gradient must be 'envelope' or 'implicit', got {self.gradient!r}")
+        for g in self.generative:
+            if g.noise is None:
+                raise ValueError("generative layers must carry their own noise")
+        object.__setattr__(self, "betas", tuple(pairs))
+        object.__setattr__(self, "sizes", sizes[: depth + 1])
+        object.__setattr__(self, "activations", activations[:depth])
+        object.__setattr__(self, "generative", tuple(self.generative))
+        object.__setattr__(self, "max_iter", int(self.max_iter))
+
+    # ---- construction
+
+    @classmethod
+    def for_network(cls, network, data, betas: Mapping[int, float], **settings) -> InformationPenalty:
+        """The penalty of ``network`` (USV layers ``1..max(layer)``) on the data model of ``data``."""
+        depth = max(betas) if betas else 0
+        for k in range(depth):
+            if not network.usv[k]:
+                raise ValueError(f"betas: layer {k + 1} is a dense layer; the information penalty needs USV layers "
+                                 f"1..{depth} (orthogonally invariant weights)")
+            if network.activations[k] == "softmax":
+                raise ValueError(f"betas: layer {k + 1} has a softmax output, which has no replica channel")
+        gen = tuple(SpectralLayer(np.asarray(g.spectrum(), np.float64), g.alpha, g.activation, g.noise)
+                    for g in data.generative)
+        return cls(betas=dict(betas), prior=data.prior, sizes=tuple(network.sizes), activations=network.activations,
+                   generative=gen, **settings)
+
+    # ---- static description
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Penalised layers (1-based, ascending)."""
+        return tuple(l for l, _ in self.betas)
+
+    @property
+    def beta(self) -> np.ndarray:
+        """Weights ``beta_l`` in the order of :attr:`layers`."""
+        return np.asarray([b for _, b in self.betas])
+
+    @property
+    def depth(self) -> int:
+        """Number of network layers the penalty depends on (the deepest penalised layer)."""
+        return len(self.activations)
+
+    def spectra(self, singular_values: Sequence[jax.Array]) -> list[jax.Array]:
+        """Spectra of ``W_k^T W_k``, ``k = 1..depth``, from the singular values."""
+        if len(singular_values) < self.depth:
+            raise ValueError(f"singular_values: need {self.depth} layers, got {len(singular_values)}")
+        return [spectrum_from_singular_values(jnp.asarray(singular_values[k]), self.sizes[k])
+                for k in range(self.depth)]
+
+    def chain(self, spectra: Sequence[jax.Array], layer: int):
+        """The chain ``prior -> generative -> network layers 1..layer`` (traceable in the spectra)."""
+        network = [SpectralLayer(spectra[k], self.sizes[k + 1] / self.sizes[k], self.activations[k])
+                   for k in range(layer)]
+        return chain_from_spectra(self.prior, list(self.generative) + network, hidden_noise=0.0,
+                                  last_noise=self.last_noise)
+
+    # ---- evaluation
+
+    def __call__(self, singular_values: Sequence[jax.Array], state: PenaltyState | None = None):
+        return information_penalty(singular_values, self, state)
+
+    def initial(self, singular_values: Sequence[jax.Array]) -> tuple[jax.Array, PenaltyState]:
+        """``(P, state)`` from cold (multi-start) solves of every penalised layer.
+
+        Runs eagerly around ``solve`` (itself jit-compiled once per chain structure
+        and shared by every caller in the process), so a new penalty on the same
+        network compiles nothing new here.
+        """
+        return information_penalty([jnp.asarray(s) for s in singular_values[: self.depth]], self, None)
+
+    def initial_state(self, singular_values: Sequence[jax.Array]) -> PenaltyState:
+        """The :class:`PenaltyState` of :meth:`initial` (warm starts for the next calls)."""
+        return self.initial(singular_values)[1]
+
+    @functools.cached_property
+    def value_and_grad(self):
+        """Jitted ``(singular_values, state) -> ((P, new_state), dP/dS)`` (``state`` not None)."""
+        return jax.jit(jax.value_and_grad(lambda s, st: information_penalty(s, self, st), has_aux=True))
+
+    def describe(self) -> dict:
+        """JSON-able settings."""
+        return {"betas": {str(l): b for l, b in self.betas}, "last_noise": self.last_noise, "tol": self.tol,
+                "max_iter": self.max_iter, "method": self.method, "gradient": self.gradient}
+
+
+def network_information(network, data, layers: Sequence[int], **settings) -> np.ndarray:
+    """``I(X; T_l)/n_0`` of a USV network on a data model for each of ``layers`` (cold solves),
+    as the penalty and the training monitor define it (NaN where a solve did not converge).
+
+    ``settings`` as for :class:`InformationPenalty` (``last_noise``, ``tol``, ...).
+    """
+    pen = InformationPenalty.for_network(network, data, {int(l): 1.0 for l in layers}, **settings)
+    state = pen.initial_state(singular_values(network, pen.depth))
+    out = np.array(state.mutual_information, np.float64)
+    out[~np.asarray(state.converged)] = np.nan
+    order = {l: k for k, l in enumerate(pen.layers)}
+    return out[[order[int(l)] for l in layers]]
+
+
+def _fallback_point(template):
+    """A finite point of the right shape to evaluate ``phi`` at when a cold solve failed."""
+    return jax.tree_util.tree_map(lambda x: jnp.full_like(x, 0.5), template)
+
+
+def information_penalty(singular_values: Sequence[jax.Array], penalty: InformationPenalty,
+                        state: PenaltyState | None = None) -> tuple[jax.Array, PenaltyState]:
+    """``(sum_l beta_l I(X; T_l)/n_0, new_state)`` for the network whose USV singular values are given.
+
+    ``singular_values``: ``[S_1, ..., S_m]`` (``m >= penalty.depth``; see
+    :func:`singular_values`). ``state``: the previous :class:`PenaltyState` (warm
+    starts), or ``None`` for cold multi-start solves. Differentiable in the singular
+    values through the fixed points (``penalty.gradient``, envelope theorem by
+    default), never by unrolling the iterations. A layer whose solve does not converge
+    contributes its last converged value under ``stop_gradient`` (0 if it has none)
+    and a zero gradient.
+    """
+    spectra = penalty.spectra(singular_values)
+    fixed, mis, convs, iters = [], [], [], []
+    total = jnp.zeros(())
+    for i, (layer, beta) in enumerate(penalty.betas):
+        init = None if state is None else state.fixed_points[i]
+        frozen_chain = jax.lax.stop_gradient(penalty.chain(spectra, layer))
+        sol = solve(frozen_chain, penalty.method, init=init, tol=penalty.tol, max_iter=penalty.max_iter)
+        op = jax.lax.stop_gradient(sol.fixed_point)
+        ok = sol.converged & jnp.isfinite(sol.last_layer_information)
+        keep = init if init is not None else _fallback_point(op)
+        point = tree_where(ok, op, keep)
+        gated = [_gate(s, ok) for s in spectra[:layer]]
+        chain = penalty.chain(gated, layer)
+        if penalty.gradient == "envelope":
+            _, value = envelope_quantities(chain, point)
+        else:
+            # the engine's implicit derivative (custom_jvp); from the converged point the
+            # iteration stops at once, so this adds one sweep and the tangent solve.
+            value = solve(chain, penalty.method, init=point, tol=penalty.tol,
+                             max_iter=penalty.max_iter).last_layer_information
+        prev = jnp.asarray(jnp.nan) if state is None else state.mutual_information[i]
+        stale = jnp.where(jnp.isfinite(prev), prev, 0.0)
+        term = jnp.where(ok, value, jax.lax.stop_gradient(stale))
+        total = total + beta * term
+        fixed.append(point)
+        mis.append(jnp.where(ok, jax.lax.stop_gradient(value), prev))
+        convs.append(ok)
+        iters.append(sol.iterations)
+    new_state = PenaltyState(fixed_points=tuple(fixed), mutual_information=jnp.stack(mis),
+                             converged=jnp.stack(convs), iterations=jnp.stack(iters))
+    return total, new_state
+
+
+
