@@ -16,7 +16,9 @@ from jaxreplica.ensembles import Gaussian, Empirical  # noqa: E402
 from jaxreplica.chain import Chain, SpectralLayer, chain_from_spectra  # noqa: E402
 from jaxreplica.potential import OrderParameters, phi  # noqa: E402
 from jaxreplica.quadrature import QuadratureConfig  # noqa: E402
-from jaxreplica.solvers import Solution, LayerSolutions, solve, solve_layers, stationarity  # noqa: E402
+from jaxreplica.schemes import VAMP, FixedPoint  # noqa: E402
+from jaxreplica.solution import Solution, Branches, LayerSolutions, Status  # noqa: E402
+from jaxreplica.solvers import solve, solve_layers, stationarity  # noqa: E402
 from jaxreplica import exact  # noqa: E402
 from jaxreplica import estimators  # noqa: E402
 
@@ -26,5 +28,6 @@ __all__ = [
     "Normal", "Bimodal", "SpikeSlab",
     "Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched",
     "Gaussian", "Empirical", "Chain", "SpectralLayer", "chain_from_spectra", "OrderParameters", "phi", "QuadratureConfig",
-    "Solution", "LayerSolutions", "solve", "solve_layers", "stationarity", "exact", "estimators",
+    "VAMP", "FixedPoint", "Solution", "Branches", "LayerSolutions", "Status",
+    "solve", "solve_layers", "stationarity", "exact", "estimators",
 ]

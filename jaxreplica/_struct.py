@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -62,6 +63,36 @@ def check(name: str, value, *, positive=False, nonnegative=False, open_unit=Fals
         raise ValueError(f"{name} must be non-negative (got {value!r})")
     if open_unit and not np.all((v > 0) & (v < 1)):
         raise ValueError(f"{name} must lie strictly between 0 and 1 (got {value!r})")
+
+
+_RULES = {
+    "finite": lambda v: jnp.isfinite(v),
+    "positive": lambda v: jnp.isfinite(v) & (v > 0),
+    "nonnegative": lambda v: jnp.isfinite(v) & (v >= 0),
+    "open_unit": lambda v: (v > 0) & (v < 1),
+}
+
+
+class Validated:
+    """Blocks whose numbers obey per-field rules, declared once in ``_rules``
+    (``{field: "finite" | "positive" | "nonnegative" | "open_unit"}``).
+
+    The same rules give the eager check (``ValueError`` naming the field, when the
+    block is built from concrete numbers) and :meth:`invalid` (a traced flag, for
+    numbers only known inside ``jit``, where nothing may raise)."""
+
+    _rules: dict = {}
+
+    def __post_init__(self):
+        for name, rule in self._rules.items():
+            check(name, getattr(self, name), **({} if rule == "finite" else {rule: True}))
+
+    def invalid(self):
+        """True (as an array) when a number breaks its rule."""
+        out = jnp.asarray(False)
+        for name, rule in self._rules.items():
+            out = out | ~jnp.all(_RULES[rule](jnp.asarray(getattr(self, name), dtype=jnp.float64)))
+        return out
 
 
 def tree_where(cond, a, b):

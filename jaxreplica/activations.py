@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from jaxreplica.channels import HardTanh, LeakyReLU, Linear, Probit, ReLU, _Channel
+from jaxreplica.channels import HardTanh, LeakyReLU, Linear, Probit, ReLU
+from jaxreplica.piecewise import Channel
 
 __all__ = ["ACTIVATIONS", "ALIASES", "Activation", "canonical", "channel", "function", "has_channel"]
 
@@ -78,13 +79,13 @@ def function(name: str) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[canonical(name)].function
 
 
-def channel(activation, noise=0.0) -> _Channel:
+def channel(activation, noise=0.0) -> Channel:
     """The channel of ``activation`` with noise variance ``noise`` before it.
 
     ``activation`` is a name of the table or a channel already (its noise is then
     replaced, e.g. a :class:`~jaxreplica.Switched` whose index is data).
     """
-    if isinstance(activation, _Channel):
+    if isinstance(activation, Channel):
         return activation.replace(noise=noise)
     row = ACTIVATIONS[canonical(activation)]
     if row.channel is None:

@@ -50,7 +50,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxreplica.chain import Chain
-from jaxreplica.solvers import LayerSolutions, Solution, check_method, solve, solve_layers
+from jaxreplica.solution import LayerSolutions, Solution
+from jaxreplica.solvers import check_method, solve, solve_layers
 
 __all__ = [
     "batch_mesh",

@@ -3,7 +3,7 @@
 ``Chain`` is a pytree (numbers are leaves; the number of layers and the kind of each
 block are structure), so ``jit``, ``vmap`` over a batched leaf and ``grad`` with
 respect to a leaf all work on it. Its methods compute the moments and ratios of
-replica-math.md, section 1.
+docs/theory.md, "The model".
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 import jaxreplica.activations as activations
 from jaxreplica._struct import check, concrete, pytree
-from jaxreplica.channels import _Channel
+from jaxreplica.piecewise import Channel
 from jaxreplica.ensembles import Empirical, Gaussian
 from jaxreplica.priors import _MixturePrior
 
@@ -38,16 +38,18 @@ class Chain:
     def __post_init__(self):
         if not isinstance(self.prior, _MixturePrior):
             raise ValueError(f"prior must be Normal, Bimodal or SpikeSlab (got {type(self.prior).__name__})")
+        if not isinstance(self.layers, (tuple, list)) or not self.layers:
+            raise ValueError("layers must be a non-empty list of (ensemble, channel) pairs, "
+                             "e.g. [(jr.Gaussian(alpha=1.0), jr.Linear(noise=1e-5))]")
+        for k, layer in enumerate(self.layers):
+            if not isinstance(layer, (tuple, list)) or len(layer) != 2:
+                raise ValueError(f"layers[{k}] must be an (ensemble, channel) pair such as "
+                                 f"(jr.Gaussian(alpha=1.0), jr.ReLU(noise=0.0)); got {type(layer).__name__}")
         layers = tuple(tuple(layer) for layer in self.layers)
-        if not layers:
-            raise ValueError("layers must not be empty: a chain needs at least one layer")
-        for k, layer in enumerate(layers):
-            if len(layer) != 2:
-                raise ValueError(f"layers[{k}] must be an (ensemble, channel) pair")
-            ens, ch = layer
+        for k, (ens, ch) in enumerate(layers):
             if not isinstance(ens, (Gaussian, Empirical)):
                 raise ValueError(f"layers[{k}][0] must be Gaussian or Empirical (got {type(ens).__name__})")
-            if not isinstance(ch, _Channel):
+            if not isinstance(ch, Channel):
                 raise ValueError(f"layers[{k}][1] must be a channel (got {type(ch).__name__})")
         last_noise = concrete(layers[-1][1].noise)
         if last_noise is not None and not (last_noise > 0).all():
@@ -84,6 +86,15 @@ class Chain:
             if k + 1 < self.depth:  # the last channel's output moment is not needed
                 rho.append(ch.second_moment(trho[-1]))
         return rho, trho
+
+    def invalid(self):
+        """True (as an array) when a number of the chain is out of range: what the
+        constructors refuse eagerly, checked on traced values (inside ``jit``), plus a
+        last layer without noise (its entropy is minus infinity)."""
+        out = self.prior.invalid()
+        for ens, ch in self.layers:
+            out = out | ens.invalid() | ch.invalid()
+        return out | ~(jnp.asarray(self.channels[-1].noise) > 0)
 
     def hidden_noiseless(self):
         """True (as an array) when every layer but the last has zero noise."""

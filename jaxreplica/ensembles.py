@@ -2,7 +2,7 @@
 
 Only the ratio ``alpha = n_out/n_in`` and the spectrum ``lambda`` of ``W^T W``
 (``n_in`` eigenvalues, zeros included) matter. Each ensemble provides
-(replica-math.md, section 4), with ``D(theta) = (1 - theta)(1 - alpha theta)``:
+(docs/theory.md, "Weight ensembles"), with ``D(theta) = (1 - theta)(1 - alpha theta)``:
 
 * ``mean_eigenvalue()``: ``mean(lambda)``, which sets ``trho = mean(lambda) rho/alpha``;
 * ``free_entropy_term(A, V, theta)``: ``F(A, V, theta) = 2 alpha theta + (alpha - 1) log(1 - theta)
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreplica._struct import check, concrete, pytree
+from jaxreplica._struct import Validated, concrete, pytree
 
 __all__ = ["Gaussian", "Empirical"]
 
@@ -26,10 +26,12 @@ __all__ = ["Gaussian", "Empirical"]
 # square 1000-wide Gaussian matrices), and each one that is dropped moves the entropy
 # by log(1 + lambda/noise)/(2 n) (1e-9 here cost 1e-3 on such a product).
 ZERO_RELATIVE = 1e-12
+# Negative eigenvalues down to this times the largest are round-off of W^T W.
+NEGATIVE_RELATIVE = 1e-8
 
 
 @pytree
-class Gaussian:
+class Gaussian(Validated):
     """I.i.d. Gaussian weights of variance ``scale^2 / n_in`` (Marchenko-Pastur spectrum).
 
     ``mean(lambda) = alpha scale^2``, ``theta(gamma) = scale^2 gamma``,
@@ -39,14 +41,12 @@ class Gaussian:
     alpha: float = 1.0
     scale: float = 1.0
 
-    def __post_init__(self):
-        check("alpha", self.alpha, positive=True)
-        check("scale", self.scale, positive=True)
+    _rules = {"alpha": "positive", "scale": "positive"}
 
     def mean_eigenvalue(self):
         return self.alpha * self.scale**2
 
-    def free_entropy_term(self, A, V, theta):
+    def free_entropy_term(self, A, V, theta, complements=None):
         return self.alpha * self.scale**2 * A * V
 
     def theta(self, gamma):
@@ -87,7 +87,7 @@ class Gaussian:
 
 
 @pytree
-class Empirical:
+class Empirical(Validated):
     """A given spectrum: ``eigenvalues`` of ``W^T W`` (``n_in`` values, zeros included).
 
     ``alpha = n_out/n_in``. Eigenvalues below ``1e-12`` times the largest count as the
@@ -99,30 +99,41 @@ class Empirical:
     eigenvalues: jax.Array
     alpha: float = 1.0
 
+    _rules = {"alpha": "positive"}
+
     def __post_init__(self):
-        check("alpha", self.alpha, positive=True)
+        super().__post_init__()
         ev = concrete(self.eigenvalues)
-        if ev is not None:
-            if ev.ndim != 1 or ev.size == 0:
-                raise ValueError(f"eigenvalues must be a non-empty 1-D array (got shape {ev.shape})")
-            if not np.all(np.isfinite(ev)):
-                raise ValueError("eigenvalues must be finite")
-            top = max(float(ev.max()), 0.0)
-            if np.any(ev < -1e-8 * max(top, 1.0)):
-                raise ValueError(f"eigenvalues must be non-negative (smallest is {ev.min():.3g})")
-            if top <= 0:
-                raise ValueError("eigenvalues must not all be zero")
-            a = concrete(self.alpha)
-            if a is not None and a < 1:
-                zeros = int(np.sum(ev <= ZERO_RELATIVE * top))
-                need = int(np.floor((1.0 - float(a)) * ev.size + 1e-9))
-                if zeros < need:
-                    raise ValueError(
-                        f"eigenvalues contradict alpha={float(a)}: W^T W of a {ev.size}-wide layer with "
-                        f"alpha < 1 has at least {need} zero eigenvalues, these have {zeros}"
-                    )
+        if ev is None:  # traced: invalid() says what is wrong, nothing may raise here
+            return
+        if ev.ndim != 1 or ev.size == 0:
+            raise ValueError(f"eigenvalues must be a non-empty 1-D array (got shape {ev.shape})")
+        if not np.all(np.isfinite(ev)):
+            raise ValueError("eigenvalues must be finite")
+        top = max(float(ev.max()), 0.0)
+        if np.any(ev < -NEGATIVE_RELATIVE * max(top, 1.0)):
+            raise ValueError(f"eigenvalues must be non-negative (smallest is {ev.min():.3g})")
+        if top <= 0:
+            raise ValueError("eigenvalues must not all be zero")
+        a = concrete(self.alpha)
+        if a is not None and a < 1:
+            zeros = int(np.sum(ev <= ZERO_RELATIVE * top))
+            need = int(np.floor((1.0 - float(a)) * ev.size + 1e-9))
+            if zeros < need:
+                raise ValueError(
+                    f"eigenvalues contradict alpha={float(a)}: W^T W of a {ev.size}-wide layer with "
+                    f"alpha < 1 has at least {need} zero eigenvalues, these have {zeros}"
+                )
         # Round-off negatives of W^T W are zeros.
-        object.__setattr__(self, "eigenvalues", jnp.maximum(jnp.asarray(self.eigenvalues, dtype=jnp.float64), 0.0))
+        object.__setattr__(self, "eigenvalues", jnp.asarray(np.maximum(ev, 0.0)))
+
+    def invalid(self):
+        """Traced check: a non-positive alpha, non-finite or negative eigenvalues (beyond
+        round-off), or no positive eigenvalue."""
+        lam = jnp.asarray(self.eigenvalues, dtype=jnp.float64)
+        top = jnp.max(lam)
+        negative = jnp.any(lam < -NEGATIVE_RELATIVE * jnp.maximum(top, 1.0))
+        return super().invalid() | ~jnp.all(jnp.isfinite(lam)) | negative | ~(top > 0)
 
     @classmethod
     def from_matrix(cls, W) -> "Empirical":
@@ -136,20 +147,23 @@ class Empirical:
 
     # -- spectrum helpers --------------------------------------------------------------
     def _positive(self):
+        """``(lambda, mask, z0)``: the spectrum with its zeros set exactly to 0, which
+        entries are non-zero, and the fraction of zeros."""
         lam = self.eigenvalues
         mask = lam > ZERO_RELATIVE * jnp.max(lam)
-        return lam, mask, 1.0 - jnp.mean(mask.astype(lam.dtype))  # bool mean is float32
+        return jnp.where(mask, lam, 0.0), mask, 1.0 - jnp.mean(mask.astype(lam.dtype))  # bool mean is float32
 
     def mean_eigenvalue(self):
-        return jnp.mean(self.eigenvalues)
+        return jnp.mean(self._positive()[0])
 
     def llmse(self, a, v):
-        return jnp.mean(v / (self.eigenvalues + a * v))
+        return jnp.mean(v / (self._positive()[0] + a * v))
 
     def llmse_complement(self, a, v):
         """``1 - a llmse(a, v) = mean_j lambda_j/(lambda_j + a v)``, without cancellation
         when ``a`` is huge (a perfectly recovered layer)."""
-        return jnp.mean(self.eigenvalues / (self.eigenvalues + a * v))
+        lam = self._positive()[0]
+        return jnp.mean(lam / (lam + a * v))
 
     def llmse_excess(self, a, v):
         """``alpha - llmse_complement(a, v) = (alpha - 1 + z0) + (1/n) sum_{lambda>0} a v/(lambda + a v)``
@@ -160,20 +174,25 @@ class Empirical:
         rank_gap = jnp.where(jnp.abs(rank_gap) < 1e-9, 0.0, rank_gap)
         return rank_gap + jnp.sum(jnp.where(mask, c / (lam + c), 0.0)) / lam.shape[0]
 
-    def free_entropy_term(self, A, V, theta):
+    def free_entropy_term(self, A, V, theta, complements=None):
         """``F = 2 alpha theta + (alpha - 1 + z0) log|1 - theta| + z0 log(1 - alpha theta)
-        + (1/n) sum_{lambda > 0} log(A V lambda + D(theta))``, ``z0`` the fraction of zeros."""
+        + (1/n) sum_{lambda > 0} log(A V lambda + D(theta))``, ``z0`` the fraction of zeros.
+
+        ``complements``: ``(1 - theta, 1 - alpha theta)`` where the caller knows them
+        without cancellation (``theta`` within 1e-14 of 1 at tiny noise, where
+        ``1 - theta`` computed from ``theta`` keeps no digit and ``D`` is all error)."""
         alpha = self.alpha
         lam, mask, z0 = self._positive()
-        D = (1.0 - theta) * (1.0 - alpha * theta)
+        one_minus, one_minus_alpha = (1.0 - theta, 1.0 - alpha * theta) if complements is None else complements
+        D = one_minus * one_minus_alpha
         inner = jnp.where(mask, A * V * lam + D, 1.0)
         coef = alpha - 1.0 + z0
         coef = jnp.where(jnp.abs(coef) < 1e-9, 0.0, coef)
-        log_one_minus = jnp.where(coef == 0, 0.0, jnp.log(jnp.abs(1.0 - theta)))
+        log_one_minus = jnp.where(coef == 0, 0.0, jnp.log(jnp.abs(one_minus)))
         return (
             2.0 * alpha * theta
             + coef * log_one_minus
-            + z0 * jnp.log(1.0 - alpha * theta)
+            + z0 * jnp.log(one_minus_alpha)
             + jnp.sum(jnp.where(mask, jnp.log(inner), 0.0)) / lam.shape[0]
         )
 
@@ -190,7 +209,7 @@ class Empirical:
         return jnp.where(jnp.abs(alpha - 1.0 + z0) < 1e-9, reduced, full)
 
     def theta(self, gamma):
-        """First root above 0 of the ``theta`` equation (replica-math.md, section 4).
+        """First root above 0 of the ``theta`` equation (docs/theory.md, "Weight ensembles").
 
         Scans ``[0, theta_max)`` on a grid that is geometric near both ends, then
         bisects the first sign change to machine precision. For tiny ``gamma`` the

@@ -1,4 +1,4 @@
-"""Closed forms for linear chains with Gaussian input (replica-math.md, section 6).
+"""Closed forms for linear chains with Gaussian input (docs/theory.md, "Closed-form checks").
 
 ``Sigma_0 = rho I``, ``Sigma_k = W_k Sigma_{k-1} W_k^T + Delta_k I``: ``T_L`` is Gaussian and
 ``H(T_L)/n_0 = log det(2 pi e Sigma_L) / (2 n_0)``, independent of the input's mean.

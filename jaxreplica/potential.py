@@ -1,6 +1,6 @@
 """The replica potential ``phi`` as one pure function of the order parameters.
 
-replica-math.md, section 2::
+docs/theory.md, "The potential"::
 
     phi = 1/2 sum_k talpha_{k-1} [tA_k (rho_k - V_k) - alpha_k A_k tV_k + F_k(A_k, V_k, theta_k)]
           - [I_prior(tA_1) + sum_{k<L} talpha_k I_hidden_k(tA_{k+1}, tV_k, trho_k)

@@ -3,7 +3,7 @@
 Each prior is a mixture of Gaussian components (a point mass is a component of
 variance 0), which gives one code path for all of them. With
 ``Z_0(A, B) = int dP_0(x) exp(-A x^2/2 + B x)`` and the teacher ``x0 ~ P_0``,
-``B = A x0 + sqrt(A) xi`` (replica-math.md, section 3):
+``B = A x0 + sqrt(A) xi`` (docs/theory.md, "Scalar channels"):
 
 * ``free_entropy(A) = E log Z_0(A, B)``  (the paper's ``I_prior``),
 * ``mmse(A) = E d^2/dB^2 log Z_0(A, B)``,
@@ -11,8 +11,8 @@ variance 0), which gives one code path for all of them. With
 
 Given component ``c`` of mean ``m_c`` and variance ``v_c``, ``B ~ N(A m_c, A^2 v_c + A)``,
 so each expectation is a sum of one-dimensional Gaussian integrals. The Normal prior
-uses the closed forms of the table in replica-math.md (the correct one, independent of
-the mean: the reference implementation adds ``mu^2/(2 var)`` to it).
+uses its closed forms (independent of the mean, as the entropy of ``W X + noise`` is;
+the paper's original implementation adds ``mu^2/(2 var)`` to its free entropy).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxreplica._struct import check, pytree
+from jaxreplica._struct import Validated, pytree
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rule, log_gaussian_window
 
 __all__ = ["Normal", "Bimodal", "SpikeSlab"]
@@ -28,7 +28,7 @@ __all__ = ["Normal", "Bimodal", "SpikeSlab"]
 MMSE_FLOOR = 1e-100  # an mmse that underflows (a discrete input recovered exactly) is held here
 
 
-class _MixturePrior:
+class _MixturePrior(Validated):
     """Shared machinery: subclasses provide ``components()`` and ``_switches(A)``."""
 
     def components(self):  # -> (log_weights, means, variances), each a tuple
@@ -48,7 +48,7 @@ class _MixturePrior:
         terms = [lw + log_gaussian_window(A, B, 1.0, -jnp.inf, jnp.inf, mi, vi) for lw, mi, vi in zip(logw, m, v)]
         return jax.nn.logsumexp(jnp.stack(terms), axis=0)
 
-    def _teacher_average(self, A, cfg: QuadratureConfig):
+    def teacher_average(self, A, cfg: QuadratureConfig):
         """``E[log Z_0] - A rho/2`` and ``E[d^2 log Z_0/dB^2]`` over the teacher's ``B``.
 
         The free entropy is returned *reduced* by its trivial part ``A rho/2``: the
@@ -94,11 +94,11 @@ class _MixturePrior:
 
     def reduced_free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
         """``I_prior(A) - A rho/2`` (what the potential uses)."""
-        return self._teacher_average(A, cfg)[0]
+        return self.teacher_average(A, cfg)[0]
 
     def mmse(self, A, cfg: QuadratureConfig = DEFAULT):
         """``mmse(A) = E Var[x | B]``, the error of the scalar Gaussian channel of SNR ``A``."""
-        return self._teacher_average(A, cfg)[1]
+        return self.teacher_average(A, cfg)[1]
 
     def extrinsic_precision(self, A, mmse):
         """``1/mmse - A``: the precision the prior adds to a Gaussian observation of SNR
@@ -107,7 +107,7 @@ class _MixturePrior:
         return 1.0 / jnp.maximum(mmse, MMSE_FLOOR) - A
 
     def free_entropy_and_mmse(self, A, cfg: QuadratureConfig = DEFAULT):
-        reduced, mmse = self._teacher_average(A, cfg)
+        reduced, mmse = self.teacher_average(A, cfg)
         return reduced + 0.5 * A * self.second_moment(), mmse
 
 
@@ -118,9 +118,7 @@ class Normal(_MixturePrior):
     mean: float = 0.0
     var: float = 1.0
 
-    def __post_init__(self):
-        check("mean", self.mean)
-        check("var", self.var, positive=True)
+    _rules = {"mean": "finite", "var": "positive"}
 
     def components(self):
         return (jnp.zeros(()),), (self.mean,), (self.var,)
@@ -133,7 +131,7 @@ class Normal(_MixturePrior):
         """``1/(A + 1/var)``."""
         return self.var / (1.0 + A * self.var)
 
-    def _teacher_average(self, A, cfg: QuadratureConfig = DEFAULT):
+    def teacher_average(self, A, cfg: QuadratureConfig = DEFAULT):
         return self.reduced_free_entropy(A), self.mmse(A)
 
     def extrinsic_precision(self, A, mmse):
@@ -147,8 +145,7 @@ class Bimodal(_MixturePrior):
 
     prob: float = 0.5
 
-    def __post_init__(self):
-        check("prob", self.prob, open_unit=True)
+    _rules = {"prob": "open_unit"}
 
     def components(self):
         p = jnp.asarray(self.prob, dtype=jnp.float64)
@@ -173,10 +170,7 @@ class SpikeSlab(_MixturePrior):
     mean: float = 0.0
     var: float = 1.0
 
-    def __post_init__(self):
-        check("prob", self.prob, open_unit=True)
-        check("mean", self.mean)
-        check("var", self.var, positive=True)
+    _rules = {"prob": "open_unit", "mean": "finite", "var": "positive"}
 
     def components(self):
         p = jnp.asarray(self.prob, dtype=jnp.float64)

@@ -3,8 +3,8 @@
 Every expectation in the replica formula is an average over a few Gaussian variables
 of a function that is smooth except near a handful of *kinks* (the corners of ReLU,
 hardtanh and sign), where it changes on the small scale ``sqrt(V + Delta)``. A plain
-Gauss-Hermite rule cannot resolve a boundary layer of width 1e-3 (replica-math.md,
-section 3), so the one-dimensional rule here is composite Gauss-Legendre on
+Gauss-Hermite rule cannot resolve a boundary layer of width 1e-3 (docs/theory.md,
+"Scalar channels"), so the one-dimensional rule here is composite Gauss-Legendre on
 breakpoints that are
 
 * uniform over ``[-L sd, L sd]`` (the bulk of the Gaussian),

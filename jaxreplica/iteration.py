@@ -1,0 +1,206 @@
+"""An accelerated fixed-point iteration on positive messages, inside one ``while_loop``.
+
+A solver's sweep maps positive messages to new ones (and reports the order parameters
+and the potential it saw). :func:`iterate` runs it to a fixed point in the logs of the
+messages, in four pieces that each do one thing:
+
+* **acceleration** (:func:`_anderson`): type-II Anderson mixing over the last
+  ``MEMORY`` steps, limited in reach and only in the plain step's direction;
+* **memory** (:class:`_Memory`): the ring buffer of differences it mixes, cleared on a
+  restart;
+* **restarts** (:func:`_restart`): an evaluation that failed, or a residual that grew,
+  clears the memory so that the next step is a plain one;
+* **termination** (:func:`_change`, :func:`iterate`): the relative change of every order
+  parameter between two good evaluations below ``tol``, or the iteration cap, or two
+  failed evaluations in a row.
+
+One evaluation of the sweep per iteration, with no branch (under ``vmap`` both sides of
+a branch would run).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+
+from jaxreplica._struct import pytree, tree_where
+from jaxreplica.potential import OrderParameters
+
+__all__ = ["iterate", "IterationResult"]
+
+TINY = 1e-300
+MEMORY = 3  # Anderson's history length
+GROWTH = 2.0  # a residual this many times the previous one restarts
+SETBACK = 10.0  # a residual this many times the best one restarts
+REACH = 5.0  # an extrapolation moves no log-message by more than this beyond the plain step
+FAILED = -1.0  # the change recorded once the iteration has given up
+
+
+@pytree
+class IterationResult:
+    """How one start ended.
+
+    Attributes:
+      op: order parameters at the last good evaluation (NaN if there was none).
+      iterations: sweeps evaluated.
+      converged: the change fell below ``tol`` with finite order parameters.
+      failed: two evaluations in a row (or the first one) were not finite.
+      change: the last relative change (NaN once failed).
+      potential: the potential the sweep reported at its last good evaluation (NaN
+        for sweeps that report none).
+    """
+
+    op: OrderParameters
+    iterations: jax.Array
+    converged: jax.Array
+    failed: jax.Array
+    change: jax.Array
+    potential: jax.Array
+
+
+@pytree
+class _Memory:
+    """The last ``MEMORY`` differences of residuals (``dF``) and images (``dG``)."""
+
+    dF: jax.Array
+    dG: jax.Array
+    filled: jax.Array
+
+    @staticmethod
+    def empty(n):
+        return _Memory(dF=jnp.zeros((MEMORY, n)), dG=jnp.zeros((MEMORY, n)), filled=jnp.asarray(0))
+
+    def updated(self, push, restart, df, dg):
+        """Push ``(df, dg)`` where ``push``; clear everything where ``restart``."""
+        slot = self.filled % MEMORY
+        dF = jnp.where(push, self.dF.at[slot].set(df), self.dF)
+        dG = jnp.where(push, self.dG.at[slot].set(dg), self.dG)
+        filled = self.filled + push.astype(self.filled.dtype)
+        return _Memory(dF=jnp.where(restart, 0.0, dF), dG=jnp.where(restart, 0.0, dG),
+                       filled=jnp.where(restart, 0, filled))
+
+
+@pytree
+class _Carry:
+    x: jax.Array  # where the next evaluation happens (log-messages)
+    g: jax.Array  # the last good image G(x)
+    f: jax.Array  # the last good residual G(x) - x
+    op: OrderParameters
+    potential: jax.Array
+    memory: _Memory
+    have: jax.Array  # a good evaluation has happened
+    best: jax.Array  # smallest residual norm so far
+    last: jax.Array  # residual norm of the last good evaluation
+    it: jax.Array
+    change: jax.Array
+    streak: jax.Array  # failed evaluations in a row
+
+
+def _spd_solve(M, b):
+    """``M^{-1} b`` for a small symmetric positive definite ``M`` (the Anderson Gram
+    matrix): Gaussian elimination unrolled over its static size. A LAPACK solve adds a
+    dozen kernels (pivoting, gathers) to the loop body, each compiled separately."""
+    n = M.shape[0]
+    M = [[M[i, j] for j in range(n)] for i in range(n)]
+    b = [b[i] for i in range(n)]
+    for k in range(n):
+        for i in range(k + 1, n):
+            r = M[i][k] / M[k][k]
+            M[i] = [M[i][j] - r * M[k][j] for j in range(n)]
+            b[i] = b[i] - r * b[k]
+    x = [None] * n
+    for i in reversed(range(n)):
+        x[i] = (b[i] - sum((M[i][j] * x[j] for j in range(i + 1, n)), 0.0)) / M[i][i]
+    return jnp.stack(x)
+
+
+def _anderson(memory: _Memory, x, g, f):
+    """The Anderson point ``g - dG gamma``, ``gamma`` solving the regularised least
+    squares ``min |f - dF gamma|``, and whether to take it.
+
+    It is refused (the plain image ``g`` is taken) with an empty memory, when it is not
+    finite, or when it points against the plain step ``f``: a backward extrapolation
+    is the symptom of a near-singular history (a map that translates the messages at a
+    constant rate, as on the way to a recovered input) and cycles. Each message moves
+    by at most a factor ``e^REACH`` beyond the plain step."""
+    gram = memory.dF @ memory.dF.T
+    reg = 1e-12 * (jnp.trace(gram) + 1e-300)
+    gamma = _spd_solve(gram + reg * jnp.eye(MEMORY), memory.dF @ f)
+    x_acc = g + jnp.clip(-memory.dG.T @ gamma, -REACH, REACH)
+    usable = (memory.filled > 0) & jnp.all(jnp.isfinite(x_acc)) & (jnp.dot(x_acc - x, f) > 0)
+    return x_acc, usable
+
+
+def _restart(ok, norm, best, last):
+    """Clear the memory (plain next step) after a failed evaluation, or when the
+    residual exceeds ``GROWTH`` times the previous one or ``SETBACK`` times the best."""
+    return ~ok | (norm > SETBACK * best) | (norm > GROWTH * last)
+
+
+def _change(new: OrderParameters, old: OrderParameters):
+    """Largest relative change of ``V, A, tV, tA`` between two evaluations."""
+    n = jnp.stack([new.V, new.A, new.tV, new.tA])
+    o = jnp.stack([old.V, old.A, old.tV, old.tA])
+    return jnp.max(jnp.abs(n - o) / (jnp.abs(o) + 1e-300))
+
+
+def finite(op: OrderParameters):
+    return jnp.all(jnp.isfinite(jax.flatten_util.ravel_pytree(op)[0]))
+
+
+def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = True) -> IterationResult:
+    """Iterate ``state -> sweep(state)`` to a fixed point.
+
+    Args:
+      sweep: ``state -> (state, OrderParameters, potential)`` on positive messages.
+      state0: the initial messages (a pytree of positive arrays).
+      depth: the number of layers (the order parameters' length).
+      tol: the relative change of every order parameter at which to stop.
+      max_iter: iteration cap (static).
+      accelerate: Anderson acceleration on (the fixed-point scheme runs without it:
+        extrapolating its ``theta`` roots jumps between branches).
+    """
+    flat0, unravel = jax.flatten_util.ravel_pytree(state0)
+    x0 = jnp.log(jnp.maximum(flat0, TINY))
+    nan_op = OrderParameters(*(jnp.full((depth,), jnp.nan) for _ in range(5)))
+
+    def G(x):
+        state, op, potential = sweep(unravel(jnp.exp(x)))
+        flat = jax.flatten_util.ravel_pytree(state)[0]
+        ok = jnp.all(flat > 0) & finite(op) & ~jnp.isinf(potential)
+        return jnp.log(jnp.maximum(flat, TINY)), op, potential, ok
+
+    def cond(c: _Carry):
+        return (c.it < max_iter) & (c.change > tol)
+
+    def body(c: _Carry):
+        g, op, potential, ok = G(c.x)
+        f = g - c.x
+        norm = jnp.linalg.norm(f)
+        restart = _restart(ok, norm, c.best, c.last)
+        memory = c.memory.updated(ok & c.have & ~restart, restart, f - c.f, g - c.g)
+        x_acc, usable = _anderson(memory, c.x, g, f)
+        take_acc = accelerate & usable
+        # After a failed evaluation, go back to the last good image.
+        x_next = jnp.where(ok, jnp.where(take_acc, x_acc, g), c.g)
+        change = jnp.where(ok, jnp.where(c.have, _change(op, c.op), jnp.inf), c.change)
+        streak = jnp.where(ok, 0, c.streak + 1)
+        gave_up = jnp.isnan(change) | (streak >= 2) | (~ok & ~c.have)
+        return _Carry(
+            x=x_next, g=jnp.where(ok, g, c.g), f=jnp.where(ok, f, c.f), op=tree_where(ok, op, c.op),
+            potential=jnp.where(ok, potential, c.potential), memory=memory, have=c.have | ok,
+            best=jnp.where(ok, jnp.minimum(c.best, norm), c.best), last=jnp.where(ok, norm, c.last),
+            it=c.it + 1, change=jnp.where(gave_up, FAILED, change), streak=streak,
+        )
+
+    carry = _Carry(
+        x=x0, g=x0, f=jnp.zeros_like(x0), op=nan_op, potential=jnp.asarray(jnp.nan), memory=_Memory.empty(x0.shape[0]),
+        have=jnp.asarray(False), best=jnp.asarray(jnp.inf), last=jnp.asarray(jnp.inf), it=jnp.asarray(0),
+        change=jnp.asarray(jnp.inf), streak=jnp.asarray(0),
+    )
+    out = jax.lax.while_loop(cond, body, carry)
+    failed = out.change == FAILED
+    converged = ~failed & (out.change <= tol) & finite(out.op)
+    return IterationResult(op=out.op, iterations=out.it, converged=converged, failed=failed,
+                           change=jnp.where(failed, jnp.nan, out.change), potential=out.potential)

@@ -1,0 +1,95 @@
+"""The stationary point of ``phi`` as a differentiable function of the chain.
+
+The order parameters are packed into one vector ``x`` (logs of the positive
+``V, A, tV, tA``, and ``theta`` where it is a free parameter: empirical spectra). Here:
+
+* :func:`stationarity_residual`: ``x -> d phi/dx``;
+* :func:`polish`: Newton steps on ``d phi/dx = 0`` (each step keeps the better point);
+* :func:`at_stationary_point`: the identity on ``(x, phi)`` whose derivative with
+  respect to the chain is implicit (the implicit function theorem on ``d phi/dx = 0``),
+  never the derivative of the iterations that found ``x``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxreplica.chain import Chain
+from jaxreplica.ensembles import Empirical
+from jaxreplica.potential import OrderParameters, phi
+
+__all__ = ["pack", "unpack", "stationarity_residual", "polish", "at_stationary_point"]
+
+TINY = 1e-300
+
+
+def _theta_free(chain: Chain):
+    """Which layers have ``theta`` as a free order parameter (empirical spectra)."""
+    return [isinstance(e, Empirical) for e in chain.ensembles]
+
+
+def pack(op: OrderParameters, chain: Chain):
+    logs = jnp.log(jnp.maximum(jnp.stack([op.V, op.A, op.tV, op.tA]), TINY)).reshape(-1)
+    thetas = [op.theta[k] for k, free in enumerate(_theta_free(chain)) if free]
+    return jnp.concatenate([logs, jnp.stack(thetas)]) if thetas else logs
+
+
+def unpack(x, chain: Chain, template: OrderParameters) -> OrderParameters:
+    """Order parameters from ``x``; ``theta`` of the layers where it is not free comes
+    from ``template``."""
+    L = chain.depth
+    V, A, tV, tA = jnp.exp(x[: 4 * L]).reshape(4, L)
+    theta = list(template.theta)
+    i = 4 * L
+    for k, free in enumerate(_theta_free(chain)):
+        if free:
+            theta[k] = x[i]
+            i += 1
+    return OrderParameters(V=V, A=A, tV=tV, tA=tA, theta=jnp.stack(theta))
+
+
+def stationarity_residual(chain: Chain, template: OrderParameters, cfg):
+    """``x -> d phi/dx`` in the packed coordinates."""
+    return jax.grad(lambda x: phi(unpack(x, chain, template), chain, cfg))
+
+
+def polish(residual_fn, x0, steps: int):
+    """``steps`` Newton steps on ``residual_fn(x) = 0``; a step that does not lower the
+    largest residual is not taken."""
+    def body(_, carry):
+        x, r = carry
+        x_new = x - jnp.linalg.solve(jax.jacfwd(residual_fn)(x), r)
+        r_new = residual_fn(x_new)
+        better = jnp.all(jnp.isfinite(r_new)) & (jnp.max(jnp.abs(r_new)) < jnp.max(jnp.abs(r)))
+        return jnp.where(better, x_new, x), jnp.where(better, r_new, r)
+
+    return jax.lax.fori_loop(0, steps, body, (x0, residual_fn(x0)))[0]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def at_stationary_point(chain, x, value, template, cfg):
+    """``(x, value)``: a stationary point of ``phi`` (packed) and ``phi`` there, as
+    functions of ``chain`` for differentiation.
+
+    Derivatives are implicit (``dx = -H^{-1} d(d phi/dx)/d chain``, with ``H`` the
+    Hessian of ``phi``). The rule is traced only under differentiation, so the forward
+    program carries neither the Hessian nor ``phi``.
+    """
+    return x, value
+
+
+@at_stationary_point.defjvp
+def _at_stationary_point_jvp(cfg, primals, tangents):
+    chain, x, value, template = primals
+    dchain = tangents[0]
+    potential = lambda y, ch: phi(unpack(y, ch, template), ch, cfg)
+    gradient = lambda y, ch: jax.grad(potential)(y, ch)
+    hessian = jax.jacfwd(gradient)(x, chain)
+    (_, r0), (v_dot, r_dot) = jax.jvp(lambda ch: (potential(x, ch), gradient(x, ch)), (chain,), (dchain,))
+    dx = -jnp.linalg.solve(hessian, r_dot)
+    # d value = d phi/d chain + d phi/dx . dx; the second term is zero at an exact
+    # stationary point and keeps the derivative exact at a converged one.
+    return (x, value), (dx, v_dot + jnp.dot(r0, dx))
