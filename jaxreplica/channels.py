@@ -121,7 +121,9 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     sqrt_a = jnp.sqrt(A)
     t0 = jnp.broadcast_to(jnp.where(y0 > 0, 1.0, -1.0), w.shape)
     sd = jnp.sqrt(s)
-    xi_cfg = dataclasses.replace(cfg, bulk_segments=8, grades=8, half_width=8.0)
+    # 8 Gauss-Legendre nodes a segment: the rule's mass and variance to 1e-12 wherever the
+    # kink sits (6 leave 1e-8 once it is far out, as when A is large).
+    xi_cfg = dataclasses.replace(cfg, bulk_segments=8, grades=8, half_width=8.0, legendre=max(cfg.legendre, 8))
 
     def log_pair(ww):
         lp, lm = log_ndtr(ww / sd), log_ndtr(-ww / sd)
@@ -130,10 +132,13 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     def per_node(t, ww):
         base, r = log_pair(ww)
         xi, wxi = kinked_gaussian_rule(1.0, [-(A * t + r) / sqrt_a], 0.5 / sqrt_a, xi_cfg)
-        B = A * t + sqrt_a * xi
-        h = B + r
-        logcosh = jnp.abs(h) + jnp.log1p(jnp.exp(-2.0 * jnp.abs(h)))
-        logz = -A + base + logcosh  # log Z - A t0^2/2 with t0^2 = 1
+        u = sqrt_a * xi + r
+        h = A * t + u  # B + r
+        # log Z - A t0^2/2 = -A + base + |h| + log(1 + e^{-2|h|}), with |h| - A formed
+        # without the cancellation of two numbers of size A (A reaches 1e10 when the
+        # layer's output is recovered exactly).
+        excess = jnp.where(t * h >= 0, t * u, -2.0 * A - t * u)
+        logz = base + excess + jnp.log1p(jnp.exp(-2.0 * jnp.abs(h)))
         sech2 = 1.0 - jnp.tanh(h) ** 2
         # d/dw log Z = base'(w) + tanh(h) r'(w)
         _, (dbase, dr) = jax.jvp(log_pair, (ww,), (jnp.ones_like(ww),))

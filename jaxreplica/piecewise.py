@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
 from jaxreplica._struct import Validated
+from jaxreplica.priors import MMSE_FLOOR
 from jaxreplica.quadrature import (
     DEFAULT,
     QuadratureConfig,
@@ -183,8 +184,9 @@ class Channel(Validated):
 
     def hidden_extrinsic(self, A, V, ahat, vhat):
         """``(1/Ahat - V, 1/Vhat - A)``: the extrinsic variance of ``z`` and precision of
-        ``t`` of a hidden layer (ML-VAMP's ``1/a1z`` and ``a2x``)."""
-        return 1.0 / ahat - V, 1.0 / vhat - A
+        ``t`` of a hidden layer (ML-VAMP's ``1/a1z`` and ``a2x``); a ``Vhat`` that
+        underflowed (the layer's output recovered exactly) is held at the floor."""
+        return 1.0 / ahat - V, 1.0 / jnp.maximum(vhat, MMSE_FLOOR) - A
 
     def output_free_entropy(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         return self.output_functions(V, rho, cfg)[0]

@@ -70,15 +70,23 @@ class _MixturePrior(Validated):
         d1 = lambda b: jax.jvp(lambda x: self.log_partition(A, x), (b,), (jnp.ones_like(b),))[1]
         f_mean, d2_mean = 0.0, 0.0
         points, widths = self._switches(A)
+        window = lambda b, mi, vi: log_gaussian_window(A, b, 1.0, -jnp.inf, jnp.inf, mi, vi)
         for wc, mi, vi in zip(weights, m, v):
-            own = lambda b: log_gaussian_window(A, b, 1.0, -jnp.inf, jnp.inf, mi, vi)
+            # log Z_0 - log Z_c = log sum_c' w_c' exp(log Z_c' - log Z_c), each difference
+            # formed before the sum: where c dominates they are hugely negative and the sum
+            # is log w_c exactly (log Z_0 and log Z_c themselves are of size A).
+            def reduced(b, mi=mi, vi=vi):
+                own = window(b, mi, vi)
+                terms = [lw + (window(b, mj, vj) - own) for lw, mj, vj in zip(logw, m, v)]
+                return jax.nn.logsumexp(jnp.stack(terms), axis=0)
+
             sd = jnp.sqrt(A * A * vi + A)
             # Sharp switches between components sit at fixed B, i.e. at B* - A m in the
             # centred teacher variable.
             y, w = kinked_gaussian_rule(sd, [bs - A * mi for bs in points], scale=list(widths), cfg=cfg)
             b = A * mi + y
-            logz, d2 = jax.jvp(d1, (b,), (jnp.ones_like(b),))
-            logz = self.log_partition(A, b) - own(b)
+            _, d2 = jax.jvp(d1, (b,), (jnp.ones_like(b),))
+            logz = reduced(b)
             f_mean = f_mean + wc * (jnp.sum(w * logz) - 0.5 * jnp.log1p(A * vi))
             d2_mean = d2_mean + wc * jnp.sum(w * d2)
         return f_mean, d2_mean

@@ -13,8 +13,11 @@ went, and a chain whose numbers are invalid (known only at trace time) gives NaN
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax import custom_batching
 
 from jaxreplica.chain import Chain
 from jaxreplica.iteration import IterationResult, iterate
@@ -24,7 +27,7 @@ from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 from jaxreplica.schemes import as_scheme, start_names
 from jaxreplica.solution import Branches, LayerSolutions, Solution, Status
 from jaxreplica.stationary import at_stationary_point, pack, polish, stationarity_residual, unpack
-from jaxreplica._struct import tree_where
+from jaxreplica._struct import pytree, tree_where
 
 __all__ = ["solve", "solve_layers", "stationarity", "check_method", "METHODS"]
 
@@ -79,54 +82,101 @@ def _reported_error(V):
     return jnp.where(V <= MMSE_FLOOR, 0.0, V)
 
 
-def _program(chain: Chain, scheme, init, cfg: QuadratureConfig) -> Solution:
+@pytree
+class _Found:
+    """What the search finds: the selected stationary point (packed), ``phi`` there,
+    the ``theta`` template, and how every start ended."""
+
+    x: jax.Array
+    value: jax.Array
+    template: OrderParameters
+    status: jax.Array
+    iterations: jax.Array
+    residual: jax.Array
+    potentials: jax.Array  # every start's phi
+    converged: jax.Array  # every start's convergence
+    start_iterations: jax.Array
+    start_mmse: jax.Array
+
+
+def _search(chain: Chain, scheme, init, cfg: QuadratureConfig) -> _Found:
+    """Run the multi-start (or the warm start), pick the smallest converged ``phi``,
+    polish it if asked. Never differentiated: derivatives come from
+    :func:`at_stationary_point`."""
     moments = chain.moments()
     trho = [jnp.asarray(t, dtype=jnp.float64) for t in moments[1]]
     if init is None:
-        starts, names = scheme.starts(chain, moments), start_names(chain.depth)
+        starts = scheme.starts(chain, moments)
     else:
-        starts, names = jax.tree_util.tree_map(lambda x: x[None], scheme.warm_state(init)), ("warm start",)
+        starts = jax.tree_util.tree_map(lambda x: x[None], scheme.warm_state(init))
     results = _run_starts(scheme, chain, starts, cfg, trho)
     potentials = results.potential
     if not scheme.reports_potential:
         potentials = jax.vmap(lambda o: phi(o, chain, cfg))(results.op)
-    converged_starts = results.converged & jnp.isfinite(potentials)
-    results = results.replace(converged=converged_starts)
+    results = results.replace(converged=results.converged & jnp.isfinite(potentials))
     best = _select(potentials, results)
     op = jax.tree_util.tree_map(lambda x: x[best], results.op)
     status = _start_status(results)[best]
-
-    template = jax.lax.stop_gradient(op)
-    x = jax.lax.stop_gradient(pack(op, chain))
-    value = jax.lax.stop_gradient(potentials[best])
+    x, value = pack(op, chain), potentials[best]
     if scheme.polish_steps > 0:
-        residual_fn = stationarity_residual(chain, template, cfg)
+        residual_fn = stationarity_residual(chain, op, cfg)
         x = polish(residual_fn, x, scheme.polish_steps)
         residual = jnp.max(jnp.abs(residual_fn(x)))
         status = jnp.where((status == Status.CONVERGED) & ~(residual < POLISHED), Status.NOT_STATIONARY, status)
-        value = phi(unpack(x, chain, template), chain, cfg)
+        value = phi(unpack(x, chain, op), chain, cfg)
     else:
         # Without a polish neither the stationarity gradient nor phi is compiled into the
         # forward program (they would double it): the residual is the iteration's last
         # relative change and the potential the one the iteration reported at its last
         # evaluation (equal to phi at the returned point to second order in that change).
         residual = results.change[best]
-    x, potential = at_stationary_point(chain, x, value, template, cfg)
-    op = unpack(x, chain, template)
+    return _Found(x=x, value=value, template=op, status=status, iterations=results.iterations[best],
+                  residual=residual, potentials=potentials, converged=results.converged,
+                  start_iterations=results.iterations, start_mmse=results.op.V[:, 0])
 
+
+@functools.lru_cache(maxsize=None)
+def _batched_search(cfg: QuadratureConfig):
+    """:func:`_search` with a batching rule: under ``jax.vmap`` the solves of a batch
+    are laid out as the scheme says (``"map"``: one after the other, each running only
+    its own iterations, and a ``Switched`` channel evaluating only its own option;
+    ``"vmap"``: side by side, each running as long as the slowest), instead of JAX's
+    default, which batches the iteration's ``while_loop`` and so runs every solve until
+    the slowest has converged."""
+    search = custom_batching.custom_vmap(lambda chain, scheme, init: _search(chain, scheme, init, cfg))
+
+    @search.def_vmap
+    def _rule(axis_size, in_batched, chain, scheme, init):
+        args = jax.tree_util.tree_map(
+            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), (chain, scheme, init),
+            tuple(in_batched))
+        one = lambda a: _search(*a, cfg)
+        out = jax.lax.map(one, args) if _layout(scheme) == "map" else jax.vmap(one)(args)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return search
+
+
+def _program(chain: Chain, scheme, init, cfg: QuadratureConfig) -> Solution:
+    # The search enters without tangents (it has no derivative rule of its own; the
+    # derivative comes from at_stationary_point below).
+    found = _batched_search(cfg)(*jax.lax.stop_gradient((chain, scheme, init)))
+    names = start_names(chain.depth) if init is None else ("warm start",)
+    x, potential = at_stationary_point(chain, found.x, found.value, found.template, cfg)
+    op = unpack(x, chain, found.template)
     noise_term = noise_entropy(chain, cfg)
     information = lambda value: jnp.where(chain.hidden_noiseless(), value + noise_term, jnp.nan)
     mi = information(potential)
     # I(X; T_L) <= H(X) for a discrete input: a selected point above it is not a solution.
     above = mi > chain.prior.entropy() + BOUND_SLACK
-    status = jnp.where((status == Status.CONVERGED) & above, Status.ABOVE_INPUT_ENTROPY, status)
+    status = jnp.where((found.status == Status.CONVERGED) & above, Status.ABOVE_INPUT_ENTROPY, found.status)
     # Numbers of the chain that are invalid but were only known at trace time.
     invalid = chain.invalid()
     status = jnp.where(invalid, Status.INVALID_INPUT, status).astype(jnp.int32)
     nan = lambda v: jnp.where(invalid, jnp.nan, v)
-    branches = Branches(potential=nan(potentials),
-                        mutual_information=nan(information(potentials)), mmse=nan(_reported_error(results.op.V[:, 0])),
-                        converged=results.converged & ~invalid, iterations=results.iterations, names=names)
+    branches = Branches(potential=nan(found.potentials), mutual_information=nan(information(found.potentials)),
+                        mmse=nan(_reported_error(found.start_mmse)), converged=found.converged & ~invalid,
+                        iterations=found.start_iterations, names=names)
     return Solution(
         entropy=nan(potential),
         mutual_information=nan(mi),
@@ -136,9 +186,9 @@ def _program(chain: Chain, scheme, init, cfg: QuadratureConfig) -> Solution:
         potential=nan(potential),
         converged=status == Status.CONVERGED,
         status=status,
-        iterations=results.iterations[best],
-        residual=nan(residual),
-        start_potentials=nan(jnp.where(converged_starts, potentials, jnp.nan)),
+        iterations=found.iterations,
+        residual=nan(found.residual),
+        start_potentials=nan(jnp.where(found.converged, found.potentials, jnp.nan)),
         branches=branches,
     )
 

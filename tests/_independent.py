@@ -54,3 +54,28 @@ def spikeslab_linear_replica(rho, alpha, delta, E0, iterations=8):
     gamma = alpha / (delta + E)
     information = 0.5 * alpha * (np.log1p(E / delta) - E / (E + delta)) + scalar_information(gamma)
     return information + 0.5 * alpha * np.log(2.0 * np.pi * np.e * delta), E
+
+
+def marchenko_pastur_log_mean(alpha, scale, gamma):
+    """``E log(1 + gamma lambda)`` over the spectrum of ``W^T W`` for i.i.d. entries of
+    variance ``scale^2/n_in`` and ``alpha = n_out/n_in`` (the Marchenko-Pastur law, with
+    its atom ``1 - alpha`` at zero when ``alpha < 1``), by SciPy quadrature of the density
+    ``sqrt((b - l)(l - a))/(2 pi scale^2 l)`` on ``[a, b] = scale^2 (1 -+ sqrt(alpha))^2``."""
+    s2 = scale * scale
+    lo, hi = s2 * (1.0 - np.sqrt(alpha)) ** 2, s2 * (1.0 + np.sqrt(alpha)) ** 2
+    # The weight (l - a)^(1/2) (b - l)^(1/2) is handled exactly by QUADPACK's 'alg' rule
+    # (for alpha = 1, a = 0 and the density's 1/l turns it into l^(-1/2) (b - l)^(1/2)).
+    f = lambda lam: np.log1p(gamma * lam) / (2.0 * np.pi * s2)
+    if alpha == 1.0:
+        return integrate.quad(f, 0.0, hi, weight="alg", wvar=(-0.5, 0.5), epsabs=1e-15, epsrel=1e-13, limit=200)[0]
+    return integrate.quad(lambda lam: f(lam) / lam, lo, hi, weight="alg", wvar=(0.5, 0.5), epsabs=1e-15,
+                          epsrel=1e-13, limit=200)[0]
+
+
+def gaussian_linear_entropy(alpha, scale, noise, prior_var=1.0):
+    """``H(T)/n_in`` of ``T = W x + xi``, ``x ~ N(0, prior_var I)``, ``xi ~ N(0, noise I)``,
+    ``W`` i.i.d. Gaussian (the wide limit):
+    ``(alpha/2) log(2 pi e) + E log(prior_var lambda + noise)/2 + ((alpha - 1)/2) log(noise)``
+    (the sum over the ``n_out`` eigenvalues of ``W W^T`` written over those of ``W^T W``)."""
+    return (0.5 * alpha * np.log(2.0 * np.pi * np.e) + 0.5 * alpha * np.log(noise)
+            + 0.5 * marchenko_pastur_log_mean(alpha, scale, prior_var / noise))

@@ -1,0 +1,171 @@
+"""The solver's interface: schemes as configuration objects, layouts, statuses, invalid
+numbers inside ``jit``, the supported range, and batched solves equal to looped ones."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxreplica as jr
+
+
+def _chain(noise=1e-3, scale=1.2, eig=None, act=jr.ReLU):
+    first = jr.Gaussian(alpha=1.0, scale=scale) if eig is None else jr.Empirical(eigenvalues=eig, alpha=1.0)
+    return jr.Chain(prior=jr.Normal(), layers=[(first, act(noise=0.0)), (jr.Gaussian(alpha=0.8), jr.Linear(noise=noise))])
+
+
+def test_method_names_are_shorthands_for_schemes():
+    chain = _chain()
+    a = jr.solve(chain)
+    b = jr.solve(chain, jr.VAMP())
+    c = jr.solve(chain, jr.VAMP(tol=1e-12, max_iter=500))
+    d = jr.solve(chain, "vamp", tol=1e-12, max_iter=500)
+    assert float(a.entropy) == float(b.entropy)
+    assert float(c.entropy) == float(d.entropy)
+    assert abs(float(a.entropy) - float(c.entropy)) < 1e-10
+    fp = jr.solve(chain, jr.FixedPoint())
+    assert bool(fp.converged) and abs(float(fp.entropy) - float(a.entropy)) < 1e-9
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(method="newton"), "method"), (dict(method=jr.VAMP, ), "method"),
+    (dict(tol=-1.0), "tol"), (dict(max_iter=0), "max_iter"), (dict(polish_steps=-1), "polish_steps"),
+])
+def test_bad_solver_arguments_raise(bad, message):
+    kwargs = dict(bad)
+    method = kwargs.pop("method", "vamp")
+    with pytest.raises(ValueError, match=message):
+        jr.solve(_chain(), method, **kwargs)
+
+
+def test_bad_layout_raises():
+    with pytest.raises(ValueError, match="layout"):
+        jr.VAMP(layout="threads")
+
+
+@pytest.mark.parametrize("scheme", [jr.VAMP, jr.FixedPoint])
+def test_both_layouts_give_the_same_solution(scheme):
+    """The starts one after the other (CPU default) or side by side (accelerator default)."""
+    chain = _chain()
+    a = jr.solve(chain, scheme(layout="map"))
+    b = jr.solve(chain, scheme(layout="vmap"))
+    assert bool(a.converged) and bool(b.converged)
+    assert abs(float(a.entropy) - float(b.entropy)) < 1e-12
+    np.testing.assert_array_equal(np.asarray(a.branches.iterations), np.asarray(b.branches.iterations))
+
+
+def test_batched_looped_and_jitted_solves_are_equal():
+    scales = jnp.asarray([0.5, 1.0, 2.0, 4.0])
+    entropy = lambda s, layout=None: jr.solve(_chain(scale=s), jr.VAMP(layout=layout)).entropy
+    loop = np.array([float(jr.solve(_chain(scale=float(s))).entropy) for s in scales])
+    for layout in (None, "map", "vmap"):
+        batched = np.asarray(jax.vmap(lambda s: entropy(s, layout))(scales))
+        np.testing.assert_allclose(batched, loop, rtol=0, atol=1e-10)
+    jitted = np.asarray(jax.jit(jax.vmap(entropy))(scales))
+    np.testing.assert_allclose(jitted, loop, rtol=0, atol=1e-10)
+    assert abs(float(jax.jit(jr.solve)(_chain(scale=2.0)).entropy) - loop[2]) < 1e-12
+
+
+def test_batched_solve_over_a_spectrum_and_a_warm_start():
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(30, 30)) / np.sqrt(30)
+    eig = jnp.asarray(np.linalg.eigvalsh(W.T @ W).clip(0))
+    factors = jnp.asarray([0.5, 1.0, 3.0])
+    sols = jax.vmap(lambda f: jr.solve(_chain(eig=eig * f)))(factors)
+    warm = jax.vmap(lambda f, op: jr.solve(_chain(eig=eig * f), init=op))(factors, sols.fixed_point)
+    assert np.all(np.asarray(sols.converged)) and np.all(np.asarray(warm.converged))
+    np.testing.assert_allclose(np.asarray(warm.entropy), np.asarray(sols.entropy), rtol=0, atol=1e-10)
+    assert warm.branches.names == ("warm start",)
+
+
+def test_gradient_through_a_batched_solve():
+    """The batching rule runs the iterations only; derivatives stay implicit."""
+    chain = lambda s: jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=0.7, scale=s), jr.ReLU(noise=1e-2))])
+    f = lambda s: jr.solve(chain(s)).entropy
+    scales = jnp.asarray([0.8, 1.5])
+    g = jax.vmap(jax.grad(f))(scales)
+    for s, gs in zip(scales, g):
+        h = 1e-5
+        fd = (float(f(s + h)) - float(f(s - h))) / (2 * h)
+        assert abs(float(gs) - fd) < 1e-6 * max(1.0, abs(fd))
+
+
+# ------------------------------------------------------------------ invalid numbers
+
+
+def _jitted(build):
+    return jax.jit(lambda x: jr.solve(build(x)))
+
+
+INVALID = {
+    "negative noise": (lambda x: jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.ReLU(noise=x))]), -1e-5),
+    "zero noise": (lambda x: jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.ReLU(noise=x))]), 0.0),
+    "negative hidden noise": (lambda x: jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.ReLU(noise=x)),
+                                                               (jr.Gaussian(1.0), jr.Linear(noise=1e-3))]), -0.1),
+    "zero scale": (lambda x: jr.Chain(jr.Normal(), [(jr.Gaussian(1.0, scale=x), jr.Linear(noise=1e-3))]), 0.0),
+    "negative scale": (lambda x: jr.Chain(jr.Normal(), [(jr.Gaussian(1.0, scale=x), jr.Linear(noise=1e-3))]), -1.0),
+    "negative alpha": (lambda x: jr.Chain(jr.Normal(), [(jr.Gaussian(x), jr.Linear(noise=1e-3))]), -0.5),
+    "negative eigenvalues": (lambda x: jr.Chain(jr.Normal(), [(jr.Empirical(jnp.linspace(0.1, 2.0, 20) * x, 1.0),
+                                                               jr.Linear(noise=1e-3))]), -1.0),
+    "prior variance": (lambda x: jr.Chain(jr.Normal(0.0, x), [(jr.Gaussian(1.0), jr.Linear(noise=1e-3))]), -1.0),
+    "probability": (lambda x: jr.Chain(jr.Bimodal(x), [(jr.Gaussian(1.0), jr.Linear(noise=1e-3))]), 1.5),
+    "threshold": (lambda x: jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.HardTanh(noise=1e-3, threshold=x))]), -1.0),
+}
+
+
+@pytest.mark.parametrize("name", list(INVALID))
+def test_invalid_numbers_inside_jit_give_nan(name):
+    build, value = INVALID[name]
+    sol = _jitted(build)(value)
+    for field in ("entropy", "mutual_information", "mmse", "last_layer_information"):
+        assert np.isnan(float(getattr(sol, field))), field
+    assert not bool(sol.converged)
+    assert int(sol.status) == jr.Status.INVALID_INPUT
+    assert "invalid" in sol.describe()
+    with pytest.raises(ValueError):  # eagerly, the constructor refuses the same number
+        build(value)
+
+
+def test_malformed_layers_are_refused():
+    with pytest.raises(ValueError, match=r"\(ensemble, channel\) pair"):
+        jr.Chain(prior=jr.Normal(), layers=[jr.Gaussian(1.0)])
+    with pytest.raises(ValueError, match="non-empty list"):
+        jr.Chain(prior=jr.Normal(), layers=[])
+    with pytest.raises(ValueError, match="pair"):
+        jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(1.0), jr.Linear(1e-3), jr.Linear(1e-3))])
+
+
+def test_iteration_cap_is_reported():
+    sol = jr.solve(_chain(), max_iter=2)
+    assert not bool(sol.converged)
+    assert int(sol.status) == jr.Status.MAX_ITERATIONS
+    assert "max_iter" in sol.describe()
+
+
+# ------------------------------------------------------------------ range
+
+
+def _svd_entropy(W, noise):
+    """``H(W x + xi)/n_in`` for ``x ~ N(0, I)`` from the singular values of ``W`` (the
+    covariance's log-determinant formed without losing its smallest eigenvalues)."""
+    n_out, n_in = W.shape
+    s = np.linalg.svd(W, compute_uv=False)
+    return (0.5 * n_out * np.log(2 * np.pi * np.e) + 0.5 * np.sum(np.log(s**2 + noise))
+            + 0.5 * (n_out - s.size) * np.log(noise)) / n_in
+
+
+@pytest.mark.parametrize("shape", [(200, 200), (100, 200), (300, 200)])
+def test_linear_layers_over_the_supported_range(shape):
+    """Width 200, scales 1e-3 to 1e3, noises 1e-8 to 1e-1: the log-determinant to 1e-8
+    relative (the issue's 200-wide layer at scale 1000 returned NaN)."""
+    W0 = np.random.default_rng(1).normal(size=shape) / np.sqrt(shape[1])
+    lam0 = np.concatenate([np.linalg.svd(W0, compute_uv=False) ** 2, np.zeros(max(shape[1] - shape[0], 0))])
+    scales = np.array([1e-3, 1.0, 1e3])
+    noises = np.array([1e-8, 1e-5, 1e-1])
+    sc, nz = (x.ravel() for x in np.meshgrid(scales, noises, indexing="ij"))
+    alpha = shape[0] / shape[1]
+    sols = jax.vmap(lambda s, d: jr.solve(jr.Chain(jr.Normal(), [(jr.Empirical(jnp.asarray(lam0) * s**2, alpha),
+                                                                    jr.Linear(noise=d))])))(jnp.asarray(sc), jnp.asarray(nz))
+    assert np.all(np.asarray(sols.converged))
+    exact = np.array([_svd_entropy(s * W0, d) for s, d in zip(sc, nz)])
+    np.testing.assert_allclose(np.asarray(sols.entropy), exact, rtol=1e-8, atol=0)
