@@ -187,3 +187,9 @@ def test_table_row_fixed_point(row):
     assert bool(b.converged)
     assert abs(float(a.entropy) - float(b.entropy)) < 1e-7
     assert abs(float(a.mmse) - float(b.mmse)) < 1e-8
+
+
+def test_phase_transitions_notebook_runs():
+    from conftest import REPO, execute_notebook
+
+    execute_notebook(REPO / "notebooks" / "phase_transitions.ipynb")
