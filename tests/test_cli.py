@@ -45,7 +45,7 @@ def _run(args, cwd, timeout=300):
                           env=env, timeout=timeout)
 
 
-# The inputs the issue tracker listed, run as a user would (a new process each).
+# Typical typos, run as a user would (a new process each).
 AS_A_PROCESS = [("sweep", "--sigmas", "abc"), ("sweep", "--activations", ""), ("sweep", "--noise", "-1"),
                 ("sweep", "--out", "/proc/x"), ("figure2", "--out", "/proc/x"), ("figure2", "--k", "0"),
                 ("sweep", "--sigmas", "1e6"), ("train", "--preset", "figure3", "--epochs", "0", "--out", "{tmp}")]

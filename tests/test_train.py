@@ -287,13 +287,3 @@ def test_acceptance_recognition_relu_small(tmp_path):
     assert np.all(np.isfinite(hist.mutual_information))
     assert math.isfinite(float(hist.entropy.sum()))
 
-
-# ----------------------------------------------------------------------------- notebooks (small sizes)
-
-
-@needs_engine
-@pytest.mark.parametrize("name", ["figure3.ipynb", "figure4.ipynb"])
-def test_notebook_runs_small(name):
-    from conftest import REPO, execute_notebook
-
-    execute_notebook(REPO / "notebooks" / name)

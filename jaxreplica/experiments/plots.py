@@ -245,8 +245,9 @@ def save_training_plots(history, out: pathlib.Path) -> list[pathlib.Path]:
     return paths
 
 
-def plot_figure5(hists, scales, path) -> None:
-    """One row per initialisation scale: learning curves and ``I(X; T_l)`` per layer."""
+def plot_figure5(hists, scales, path=None):
+    """One row per initialisation scale: learning curves and ``I(X; T_l)`` per layer
+    (``path=None``: return the figure)."""
     import matplotlib.pyplot as plt
 
     m = max(h.n_tracked_layers for h in hists)
@@ -257,5 +258,4 @@ def plot_figure5(hists, scales, path) -> None:
         if h.n_tracked_layers:
             plot_information(h, axes[row, 1:], exact=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path)
