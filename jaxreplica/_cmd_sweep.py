@@ -66,6 +66,8 @@ def check_arguments(args, parser) -> None:
             parser.error("multi-host sweeps need --devices (e.g. --devices all)")
         if args.process_id >= args.num_processes:
             parser.error(f"--process-id must be below --num-processes ({args.num_processes})")
+    elif isinstance(args.devices, int) and args.devices > jax.device_count():
+        parser.error(f"--devices {args.devices}: only {jax.device_count()} device(s) here")
 
 
 def failed_rows(result) -> list[str]:

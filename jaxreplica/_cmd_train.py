@@ -107,6 +107,13 @@ def check_arguments(args, parser) -> None:
         parser.error("--info-penalty with --devices (data-parallel) is not supported")
     if args.init_scales is not None and args.preset != "figure5":
         parser.error("--init-scales applies to --preset figure5 only")
+    if args.devices is not None:
+        n = jax.device_count() if args.devices == "all" else args.devices
+        if n > jax.device_count():
+            parser.error(f"--devices {args.devices}: only {jax.device_count()} device(s) here")
+        batch = args.batch_size or (50 if args.preset == "figure3" else 100)
+        if batch % n:
+            parser.error(f"--devices: the batch size ({batch}) must be a multiple of the number of devices ({n})")
 
 
 def _setup(args, init_scale: float):

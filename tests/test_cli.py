@@ -22,6 +22,8 @@ BAD = [
     ("sweep", "--noise", "0"),
     ("sweep", "--width", "1.5"),
     ("sweep", "--devices", "0"),
+    ("sweep", "--devices", "100000"),
+    ("train", "--preset", "figure3", "--devices", "100000", "--out", "{tmp}"),
     ("sweep", "--coordinator", "localhost:1"),
     ("sweep", "--out", "/proc/x"),
     ("figure2", "--out", "/proc/x"),
