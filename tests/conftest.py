@@ -51,6 +51,9 @@ def _artists_with_data(ax):
     n += len(ax.images) + sum(p.get_height() != 0 for p in ax.patches if hasattr(p, "get_height"))
     return int(n)
 
+import resource as _resource
+_usage = _resource.getrusage(_resource.RUSAGE_SELF)
+_pathlib.Path({outdir!r}, "cpu_seconds.txt").write_text(str(_usage.ru_utime + _usage.ru_stime))
 _report = []
 for _num in _plt.get_fignums():
     _fig = _plt.figure(_num)
@@ -69,8 +72,9 @@ def execute_notebook(path: pathlib.Path, timeout: int = 600, outdir: pathlib.Pat
     Every notebook in ``notebooks/`` reads that variable in its first code cell and
     shrinks its problem sizes accordingly. The kernel imports this checkout's package
     and draws with the non-interactive Agg backend, so that figures stay open; with
-    ``outdir`` a last cell saves each figure there and writes ``panels.json``: per
-    axes, the number of artists holding finite data.
+    ``outdir`` a last cell saves each figure there and writes ``panels.json`` (per
+    axes, the number of artists holding finite data) and ``cpu_seconds.txt`` (the
+    kernel's CPU time, imports included).
     """
     import time
 
