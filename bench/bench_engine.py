@@ -3,8 +3,9 @@
     python bench/bench_engine.py            # demo chain, cold and warm
     python bench/bench_engine.py --sweep    # plus the Figure-2 sweep (54 entropies), slow
 
-Prints a table and writes bench/results/engine.json. Reference times come from
-../shared/reference/ (a 2-core machine; they vary by 30% between such machines).
+Prints a table and writes bench/results/engine.json. The original implementation's
+times and values come from the test data in tests/data/ (measured on a 2-core machine;
+such times vary by 30% between machines).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import jaxreplica as jr
 
 HERE = pathlib.Path(__file__).resolve().parent
-REF = HERE.parent.parent / "shared" / "reference"
+REF = HERE.parent / "tests" / "data"
 
 
 def demo_chain(spectra):
@@ -38,7 +39,7 @@ def demo_chain(spectra):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true", help="also time the Figure-2 sweep (slow)")
-    ap.add_argument("--reference", default=str(REF), help="folder of the reference files")
+    ap.add_argument("--reference", default=str(REF), help="folder of the reference files (default: tests/data)")
     ap.add_argument("--out", default=str(HERE / "results" / "engine.json"), help="JSON of the results")
     args = ap.parse_args()
     ref_dir = pathlib.Path(args.reference)
@@ -70,8 +71,8 @@ def main():
         errors = {name: {key: max(abs(a - b) for a, b in zip(res["curves"][name][key], fig2["curves"][name][key]))
                          for key in ("H1", "H2")} for name in res["curves"]}
         err = max(v for e in errors.values() for v in e.values())
-        # The reference's linear H(T_1) is off from the exact log-determinant (its theta
-        # minimisation; replica-math.md): compare ours with the log-determinant instead.
+        # The reference's linear H(T_1) is off from the exact log-determinant (its loose
+        # theta minimisation; tests/data/README.md): compare ours with the log-determinant too.
         from jaxreplica.experiments.figure2 import demo_spectra
 
         eig1, _ = demo_spectra()

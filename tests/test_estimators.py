@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, execute_notebook
 
 import jaxreplica.estimators as est
 
@@ -355,11 +354,7 @@ def test_noisy_network_information_single_neuron_and_data_processing():
     assert 0.0 < i2 < i1 <= LOG4
 
 
-# -------------------------------------------------------------------- notebook
-
-
-def test_single_neuron_notebook_runs():
-    execute_notebook(REPO / "notebooks" / "single_neuron.ipynb")
+# -------------------------------------------------------------------- convergence rate
 
 
 @pytest.mark.slow

@@ -127,9 +127,3 @@ def test_figure2_rejects_bad_arguments(tmp_path):
         f2.compute_figure2(jax.random.PRNGKey(0), width=10, sigmas=[-1.0], n_samples=20, progress=False)
     with pytest.raises(SystemExit):
         main(["figure2", "--sigmas", "a,b", "--out", str(tmp_path)])
-
-
-def test_figure2_notebook_runs():
-    from conftest import REPO, execute_notebook
-
-    execute_notebook(REPO / "notebooks" / "figure2.ipynb")

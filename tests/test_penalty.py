@@ -8,7 +8,6 @@ quadrature, slow to compile and to iterate) are in the ``slow`` tests.
 import dataclasses
 import json
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,6 @@ from jaxreplica.experiments.figure2 import demo_spectra, figure2_chain
 from jaxreplica.experiments.presets import build
 from jaxreplica.nn import build_network
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTRACK = jt.Tracking(every=0)
 
 
@@ -382,10 +380,3 @@ def test_design_target_information_figure2_hardtanh():
     res = design.match_information(chain_fn, 1.5, target, atol=1e-6, steps=60)
     assert res.done and abs(res.information - target) <= 1e-4
     assert abs(res.cold_information - target) <= 1e-4
-
-
-@pytest.mark.slow
-def test_notebook_information_regularization():
-    from conftest import execute_notebook
-
-    execute_notebook(REPO / "notebooks" / "information_regularization.ipynb", timeout=3000)

@@ -33,7 +33,7 @@ def test_prior(row):
     fe, mmse = _prior_fns(prior, row["A"])
     expected_fe = row["free_entropy"]
     if row["prior"] == "normal" and row["params"]["mean"] != 0:
-        # Reference defect (replica-math.md, section 3): it adds mean^2/(2 var).
+        # Reference defect (tests/data/README.md, Corrections): it adds mean^2/(2 var).
         expected_fe -= row["params"]["mean"] ** 2 / (2 * row["params"]["var"])
     expected_mmse = row["mmse"]
     if row["prior"] == "bimodal" and row["A"] == 100.0:

@@ -14,7 +14,7 @@ import numpy as np
 from jaxreplica.experiments.figure2.compare import linear_gap_summary
 
 __all__ = ["plot_figure2", "plot_figure5", "plot_information", "plot_learning", "plot_linear_gap", "plot_sweep",
-           "save_training_plots"]
+           "save_training_plots", "sigma_axis"]
 
 
 # --------------------------------------------------------------------------- Figure 2
@@ -29,6 +29,32 @@ _STYLES = {
     "pairwise": dict(ls="", marker="s", ms=4, mfc="none", label="pairwise KL (Kolchinsky), fit to noisy"),
     "pairwise_parametric": dict(ls="", marker="^", ms=4, mfc="none", label="pairwise KL, parametric"),
 }
+
+
+def sigma_axis(ax, sigmas) -> None:
+    """A logarithmic weight-scale axis whose tick labels stay readable on any range.
+
+    Over less than about a decade and a half (where a log axis would label only minor
+    ticks, and crowd them), the ticks sit on up to six of the sigmas themselves, evenly
+    spread in ``log sigma``; over a wider range on powers of ten (at most eight
+    labels). Labels are plain numbers (``0.5``, ``2``, ``1000``), minor ticks unlabelled.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    s = np.unique(np.asarray(sigmas, np.float64))
+    ax.set_xscale("log")
+    if s.size and s[-1] / s[0] < 30:
+        logs = np.log10(s)
+        gap = max((logs[-1] - logs[0]) / 5, 1e-12)
+        ticks = [s[0]]
+        for v, lv in zip(s[1:], logs[1:]):
+            if lv - np.log10(ticks[-1]) >= gap * 0.999:
+                ticks.append(v)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+    else:
+        ax.xaxis.set_major_locator(LogLocator(base=10.0, numticks=8))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _finish(fig, path):
@@ -60,7 +86,8 @@ def plot_figure2(result: dict, path=None):
             ax = axes[row][col]
             for key, style in _STYLES.items():
                 if key in curve:
-                    ax.semilogx(sigmas, np.asarray(curve[key])[:, row], color=f"C{list(_STYLES).index(key)}", **style)
+                    ax.plot(sigmas, np.asarray(curve[key])[:, row], color=f"C{list(_STYLES).index(key)}", **style)
+            sigma_axis(ax, sigmas)
             ax.set_title(f"{name}: $H(T_{row + 1})/n_0$")
             ax.grid(alpha=0.3)
             if row == 1:
@@ -105,6 +132,7 @@ def plot_linear_gap(result: dict, path=None):
     if "rotated_sd" in summary:
         text += f"\nsd of exact over rotations: {summary['rotated_sd'].min():.1e} to {summary['rotated_sd'].max():.1e}"
     ax.text(0.02, 0.03, text, transform=ax.transAxes, fontsize=8, va="bottom")
+    sigma_axis(ax, sigmas)
     ax.set_xlabel(r"weight scale $\sigma$")
     ax.set_ylabel(r"$H(T_2)/n_0$ minus exact (nats)")
     ax.set_title(f"linear network, width {result['width']}: $H(T_2)$ depends on more than the two spectra")
@@ -115,16 +143,18 @@ def plot_linear_gap(result: dict, path=None):
     return _finish(fig, path)
 
 
-def plot_sweep(result, path):
-    """``H(T_1)``, ``H(T_2)`` of :func:`~jaxreplica.experiments.figure2.run_sweep`, one panel per activation."""
+def plot_sweep(result, path=None):
+    """``H(T_1)``, ``H(T_2)`` of :func:`~jaxreplica.experiments.figure2.run_sweep`, one panel per activation
+    (``path=None``: return the figure)."""
     import matplotlib.pyplot as plt
 
     names = list(result["curves"])
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         c = result["curves"][name]
-        ax.semilogx(result["sigmas"], c["H1"], "o-", label=r"$H(T_1)/n_0$")
-        ax.semilogx(result["sigmas"], c["H2"], "s-", label=r"$H(T_2)/n_0$")
+        ax.plot(result["sigmas"], c["H1"], "o-", label=r"$H(T_1)/n_0$")
+        ax.plot(result["sigmas"], c["H2"], "s-", label=r"$H(T_2)/n_0$")
+        sigma_axis(ax, result["sigmas"])
         ax.set_title(name)
         ax.set_xlabel(r"weight scale $\sigma$")
         ax.grid(alpha=0.3)
@@ -132,8 +162,7 @@ def plot_sweep(result, path):
     axes[0][0].legend()
     fig.suptitle(f"replica entropies, width {result['width']}, noise {result['noise']:g}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return _finish(fig, path)
 
 
 # --------------------------------------------------------------------------- training
@@ -216,8 +245,9 @@ def save_training_plots(history, out: pathlib.Path) -> list[pathlib.Path]:
     return paths
 
 
-def plot_figure5(hists, scales, path) -> None:
-    """One row per initialisation scale: learning curves and ``I(X; T_l)`` per layer."""
+def plot_figure5(hists, scales, path=None):
+    """One row per initialisation scale: learning curves and ``I(X; T_l)`` per layer
+    (``path=None``: return the figure)."""
     import matplotlib.pyplot as plt
 
     m = max(h.n_tracked_layers for h in hists)
@@ -228,5 +258,4 @@ def plot_figure5(hists, scales, path) -> None:
         if h.n_tracked_layers:
             plot_information(h, axes[row, 1:], exact=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path)

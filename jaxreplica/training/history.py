@@ -76,6 +76,11 @@ class History:
         object.__setattr__(self, "config", _Config(self.config))
 
     @property
+    def diverged_at_epoch(self) -> int | None:
+        """The epoch whose loss was not finite, where training stopped (``None``: it ran to the end)."""
+        return self.config.get("training", {}).get("diverged_at_epoch")
+
+    @property
     def n_tracked_layers(self) -> int:
         return 0 if self.entropy is None else int(self.entropy.shape[1])
 

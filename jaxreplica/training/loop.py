@@ -211,6 +211,10 @@ def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, t
 
     Returns:
       ``(network, history)`` with the :class:`~jaxreplica.training.history.History`.
+      Training stops after the first epoch whose loss is not finite (a learning rate
+      too large, typically): the history then ends with that epoch (its losses NaN or
+      infinite, no tracking there) and ``history.diverged_at_epoch`` gives it
+      (``None`` for a complete run).
     """
     config = TrainConfig() if config is None else config
     first_key = key
@@ -249,6 +253,7 @@ def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, t
     if tracker is not None:
         nnx.update(network, current())
         recorder.tracking_step(0)
+    diverged = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -262,6 +267,11 @@ def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, t
         if penalty_log is not None:
             penalty_log.add(summary)
         recorder.evaluation(evaluate, current(), frozen, batch_loss, time.perf_counter() - t0)
+        if not (math.isfinite(batch_loss) and math.isfinite(recorder.rows["train_loss"][-1])):
+            # The parameters are no longer finite (or about to be): nothing after this
+            # epoch means anything, and tracking would only measure NaN spectra.
+            diverged = e
+            break
         if tracker is not None and e % tracking.every == 0:
             nnx.update(network, current())
             recorder.tracking_step(e)
@@ -282,6 +292,7 @@ def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, t
         "network": {"sizes": list(network.sizes), "activations": list(network.activations),
                     "usv": list(network.usv), "scales": list(network.scales)},
         "training": {"epochs": config.epochs, "learning_rate": config.learning_rate, "batch_size": batch_size,
+                     "diverged_at_epoch": diverged,
                      "loss": loss, "key": _key_data(first_key),
                      "optimizer": "sgd" if config.optimizer is None else "custom",
                      "devices": None if dp is None else dp.names,
@@ -292,7 +303,8 @@ def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, t
                                     for g in data.generative]} if tracker is not None else None,
         **(metadata or {}),
     }
-    return network, recorder.history(config.epochs, classification, penalty_log, described)
+    epochs_run = config.epochs if diverged is None else diverged
+    return network, recorder.history(epochs_run, classification, penalty_log, described)
 
 
 def recompute(history: History, *, hidden_noise: float | None = None, last_noise: float | None = None,

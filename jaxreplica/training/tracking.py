@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import traceback
 from collections.abc import Sequence
 
 import jax
@@ -184,9 +183,8 @@ class Tracker:
                 if why:
                     failures.append((l, why))
                 self.init[l - 1] = sol.fixed_point
-            except Exception as err:  # noqa: BLE001  (a failed step is recorded, training goes on)
+            except Exception as err:  # noqa: BLE001  (a failed step is recorded in the history, training goes on)
                 failures.append((l, f"{type(err).__name__}: {err}"))
-                traceback.print_exc()
         return h, mi, conv, iters, failures
 
     def _information(self, sol, l: int) -> tuple[float, str]:
