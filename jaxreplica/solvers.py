@@ -239,17 +239,19 @@ def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig 
 def solve_layers(chain: Chain, method="vamp", *, init=None, **kwargs) -> LayerSolutions:
     """``H(T_l)/n_0`` and ``I(X; T_l)/n_0`` for every layer ``l`` of ``chain``.
 
-    Each truncated chain ``T_0 -> ... -> T_l`` keeps its last layer's own noise if it is
-    positive and otherwise gets the noise of the full chain's last layer (the paper's
+    Each truncated chain ``T_0 -> ... -> T_l`` keeps its last layer's own noise if it has
+    any and otherwise gets the noise of the full chain's last layer (the paper's
     convention: hidden layers noiseless, every ``H(T_l)`` measured with the same small
     noise). ``init`` may be a previous ``LayerSolutions.fixed_points`` for warm starts;
     other keyword arguments go to :func:`solve`.
     """
-    last_noise = chain.channels[-1].noise
+    last_noise = chain.channels[-1].output_noise()
     sols = []
     for l in range(1, chain.depth + 1):
-        own = chain.channels[l - 1].noise
-        noise = jnp.where(jnp.asarray(own) > 0, own, last_noise) if l < chain.depth else None
+        ch = chain.channels[l - 1]
+        # A layer without noise of its own is measured with the last layer's (all of it
+        # before the activation).
+        noise = jnp.where(jnp.asarray(ch.output_noise()) > 0, ch.noise, last_noise) if l < chain.depth else None
         sub = chain.truncated(l, noise)
         sols.append(solve(sub, method, init=None if init is None else init[l - 1], **kwargs))
     stack = lambda name: jnp.stack([getattr(s, name) for s in sols])
