@@ -17,7 +17,7 @@ import jaxreplica.activations as activations
 from jaxreplica._struct import check, concrete, pytree
 from jaxreplica.channel import Channel
 from jaxreplica.ensembles import Empirical, Gaussian
-from jaxreplica.priors import _MixturePrior
+from jaxreplica.priors import Prior
 
 __all__ = ["Chain", "SpectralLayer", "chain_from_spectra"]
 
@@ -32,11 +32,11 @@ class Chain:
         noise (``noise > 0``) for the entropy to be finite.
     """
 
-    prior: _MixturePrior
+    prior: Prior
     layers: tuple
 
     def __post_init__(self):
-        if not isinstance(self.prior, _MixturePrior):
+        if not isinstance(self.prior, Prior):
             raise ValueError(f"prior must be Normal, Bimodal or SpikeSlab (got {type(self.prior).__name__})")
         if not isinstance(self.layers, (tuple, list)) or not self.layers:
             raise ValueError("layers must be a non-empty list of (ensemble, channel) pairs, "
