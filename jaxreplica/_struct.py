@@ -85,13 +85,15 @@ class Validated:
 
     def __post_init__(self):
         for name, rule in self._rules.items():
-            check(name, getattr(self, name), **({} if rule == "finite" else {rule: True}))
+            if getattr(self, name, None) is not None:
+                check(name, getattr(self, name), **({} if rule == "finite" else {rule: True}))
 
     def invalid(self):
         """True (as an array) when a number breaks its rule."""
         out = jnp.asarray(False)
         for name, rule in self._rules.items():
-            out = out | ~jnp.all(_RULES[rule](jnp.asarray(getattr(self, name), dtype=jnp.float64)))
+            if getattr(self, name, None) is not None:  # an absent optional number (None)
+                out = out | ~jnp.all(_RULES[rule](jnp.asarray(getattr(self, name), dtype=jnp.float64)))
         return out
 
 

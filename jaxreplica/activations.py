@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxreplica.channels import HardTanh, LeakyReLU, Linear, Probit, ReLU
-from jaxreplica.piecewise import Channel
+from jaxreplica.channel import Channel
 
 __all__ = ["ACTIVATIONS", "ALIASES", "Activation", "canonical", "channel", "function", "has_channel"]
 

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 
 import jaxreplica.activations as activations
 from jaxreplica._struct import check, concrete, pytree
-from jaxreplica.piecewise import Channel
+from jaxreplica.channel import Channel
 from jaxreplica.ensembles import Empirical, Gaussian
-from jaxreplica.priors import _MixturePrior
+from jaxreplica.priors import Prior
 
 __all__ = ["Chain", "SpectralLayer", "chain_from_spectra"]
 
@@ -32,11 +32,11 @@ class Chain:
         noise (``noise > 0``) for the entropy to be finite.
     """
 
-    prior: _MixturePrior
+    prior: Prior
     layers: tuple
 
     def __post_init__(self):
-        if not isinstance(self.prior, _MixturePrior):
+        if not isinstance(self.prior, Prior):
             raise ValueError(f"prior must be Normal, Bimodal or SpikeSlab (got {type(self.prior).__name__})")
         if not isinstance(self.layers, (tuple, list)) or not self.layers:
             raise ValueError("layers must be a non-empty list of (ensemble, channel) pairs, "
@@ -51,9 +51,10 @@ class Chain:
                 raise ValueError(f"layers[{k}][0] must be Gaussian or Empirical (got {type(ens).__name__})")
             if not isinstance(ch, Channel):
                 raise ValueError(f"layers[{k}][1] must be a channel (got {type(ch).__name__})")
-        last_noise = concrete(layers[-1][1].noise)
+        last_noise = concrete(layers[-1][1].output_noise())
         if last_noise is not None and not (last_noise > 0).all():
-            raise ValueError("noise of the last layer must be positive: with zero noise the entropy is -infinity")
+            raise ValueError("the last layer needs noise (noise > 0 before the activation or noise_after > 0): "
+                             "without it the entropy is -infinity")
         object.__setattr__(self, "layers", layers)
 
     @property
@@ -94,11 +95,11 @@ class Chain:
         out = self.prior.invalid()
         for ens, ch in self.layers:
             out = out | ens.invalid() | ch.invalid()
-        return out | ~(jnp.asarray(self.channels[-1].noise) > 0)
+        return out | ~(jnp.asarray(self.channels[-1].output_noise()) > 0)
 
     def hidden_noiseless(self):
         """True (as an array) when every layer but the last has zero noise."""
-        flags = [jnp.asarray(ch.noise) == 0 for ch in self.channels[:-1]]
+        flags = [jnp.asarray(ch.output_noise()) == 0 for ch in self.channels[:-1]]
         out = jnp.array(True)
         for f in flags:
             out = out & f

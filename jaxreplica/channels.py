@@ -1,9 +1,11 @@
-"""The activations a layer can have: ``t = phi(z + xi)``, ``xi ~ N(0, noise)``.
+"""The activations a layer can have: ``t = phi(z + xi_in + bias) + xi_out``.
 
-Each is described by its pieces (:class:`jaxreplica.piecewise.Channel` turns that
+Each is described by its pieces (:class:`jaxreplica.piecewise.PiecewiseChannel` turns that
 description into the scalar functions of the replica formula); a few override a
 function with its closed form (the linear channel everywhere, the sign channel's
-hidden average). :class:`Switched` makes the activation itself data.
+hidden average). Every channel takes ``noise`` (variance of ``xi_in``, before the
+activation), ``noise_after`` (variance of ``xi_out``, after it; ``None`` for none) and
+``bias``. :class:`Switched` makes the activation itself data.
 """
 
 from __future__ import annotations
@@ -14,103 +16,111 @@ import jax
 import jax.numpy as jnp
 
 from jaxreplica._struct import concrete, pytree
-from jaxreplica.piecewise import INF, Channel
-from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rule, log_ndtr
+from jaxreplica.channel import Channel
+from jaxreplica.piecewise import INF, Piece, PiecewiseChannel
+from jaxreplica.quadrature import QuadratureConfig, kinked_gaussian_rule, log_ndtr
 
 __all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched"]
 
 
 @pytree
-class Linear(Channel):
-    """``t = z + xi``. Closed forms: ``Ahat = 1/(noise + V + 1/A)``,
-    ``Vhat = 1/(A + 1/(noise + V))``, ``I_hidden = A (rho + noise)/2 - log(1 + A (noise + V))/2``,
-    ``I_last = -log(2 pi e (noise + V))/2``, ``Ahat_last = 1/(noise + V)``."""
+class Linear(PiecewiseChannel):
+    """``t = z + xi + bias``. Closed forms (``s = noise + V``): ``Ahat = 1/(s + 1/A)``,
+    ``Vhat = 1/(A + 1/s)``, reduced ``I_hidden = -log(1 + A s)/2``,
+    ``I_last = -log(2 pi e s)/2``, ``Ahat_last = 1/s`` (a bias shifts ``t`` and changes only
+    its second moment)."""
 
     noise: float = 0.0
+    noise_after: float | None = None
+    bias: float = 0.0
 
-    def pieces(self):
-        return [(-INF, INF, "linear", 1.0)]
+    def _pieces(self):
+        return [Piece(-INF, INF, 1.0)]
 
-    def second_moment(self, rho):
-        return rho + self.noise
+    def _second_moment(self, rho):
+        return rho + self.noise + self.bias**2
 
-    def noise_free_entropy(self, rho, cfg: QuadratureConfig = DEFAULT):
+    def _noise_free(self, rho, cfg: QuadratureConfig):
         return -0.5 * jnp.log(2.0 * jnp.pi * jnp.e * self.noise) + 0.0 * rho
 
-    def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+    def _output(self, V, rho, cfg: QuadratureConfig):
         s = V + self.noise
         return -0.5 * (jnp.log(2.0 * jnp.pi * jnp.e) + jnp.log(s)), 1.0 / s
 
-    def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+    def _hidden(self, A, V, rho, cfg: QuadratureConfig):
         s = V + self.noise
-        return (
-            -0.5 * jnp.log1p(A * s),
-            A / (1.0 + A * s),
-            s / (1.0 + A * s),
-        )
+        return -0.5 * jnp.log1p(A * s), A / (1.0 + A * s), s / (1.0 + A * s)
 
-    def hidden_extrinsic(self, A, V, ahat, vhat):
+    def _hidden_extrinsic(self, A, V, ahat, vhat):
         """``(noise + 1/A, 1/(noise + V))`` in closed form."""
         return self.noise + 1.0 / A, 1.0 / (V + self.noise)
 
 
 @pytree
-class ReLU(Channel):
-    """``t = max(0, z + xi)``."""
+class ReLU(PiecewiseChannel):
+    """``t = max(0, y)``, ``y = z + xi + bias``."""
 
     noise: float = 0.0
+    noise_after: float | None = None
+    bias: float = 0.0
 
-    def pieces(self):
-        return [(-INF, 0.0, "const", 0.0), (0.0, INF, "linear", 1.0)]
+    def _pieces(self):
+        return [Piece(-INF, 0.0, None, 0.0), Piece(0.0, INF, 1.0)]
 
 
 @pytree
-class LeakyReLU(Channel):
-    """``t = y`` for ``y = z + xi > 0``, else ``slope * y``."""
+class LeakyReLU(PiecewiseChannel):
+    """``t = y`` for ``y = z + xi + bias > 0``, else ``slope * y``."""
 
     noise: float = 0.0
     slope: float = 0.1
+    noise_after: float | None = None
+    bias: float = 0.0
 
-    _rules = {"noise": "nonnegative", "slope": "positive"}
+    _rules = {**PiecewiseChannel._rules, "slope": "positive"}
 
-    def pieces(self):
-        return [(-INF, 0.0, "linear", self.slope), (0.0, INF, "linear", 1.0)]
+    def _pieces(self):
+        return [Piece(-INF, 0.0, self.slope), Piece(0.0, INF, 1.0)]
 
 
 @pytree
-class HardTanh(Channel):
-    """``t = clip(z + xi, -threshold, threshold)``."""
+class HardTanh(PiecewiseChannel):
+    """``t = clip(y, -threshold, threshold)``, ``y = z + xi + bias``."""
 
     noise: float = 0.0
     threshold: float = 1.0
+    noise_after: float | None = None
+    bias: float = 0.0
 
-    _rules = {"noise": "nonnegative", "threshold": "positive"}
+    _rules = {**PiecewiseChannel._rules, "threshold": "positive"}
 
-    def pieces(self):
+    def _pieces(self):
         c = self.threshold
-        return [(-INF, -c, "const", -c), (-c, c, "linear", 1.0), (c, INF, "const", c)]
+        return [Piece(-INF, -c, None, -c), Piece(-c, c, 1.0), Piece(c, INF, None, c)]
 
 
 @pytree
-class Probit(Channel):
-    """``t = sign(z + xi)``."""
+class Probit(PiecewiseChannel):
+    """``t = sign(y)``, ``y = z + xi + bias``."""
 
     noise: float = 0.0
+    noise_after: float | None = None
+    bias: float = 0.0
 
-    def pieces(self):
-        return [(-INF, 0.0, "const", -1.0), (0.0, INF, "const", 1.0)]
+    def _pieces(self):
+        return [Piece(-INF, 0.0, None, -1.0), Piece(0.0, INF, None, 1.0)]
 
-    def second_moment(self, rho):
+    def _second_moment(self, rho):
         return jnp.ones_like(jnp.asarray(rho, dtype=jnp.float64))
 
-    def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+    def _hidden(self, A, V, rho, cfg: QuadratureConfig):
         return _probit_hidden(self, A, V, rho, cfg)
 
 
 def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     """Hidden sign channel, whose two atoms make ``log Z`` kinked in ``B`` as well.
 
-    With ``u = w/sqrt(s)`` and ``r = log(Phi(u)/Phi(-u))/2``,
+    With ``u = (w + bias)/sqrt(s)`` and ``r = log(Phi(u)/Phi(-u))/2``,
     ``log Z = -A/2 + log(Phi(u) Phi(-u))/2 + log(2 cosh(B + r))``: the switch between
     the atoms sits at ``B = -r``, with width 1/2, which in the teacher noise ``xi``
     (``B = A t0 + sqrt(A) xi``) is a kink of width ``1/(2 sqrt(A))`` that moves with
@@ -119,13 +129,14 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     A = jnp.asarray(A, dtype=jnp.float64)
     s, y0, w, weight = channel._teacher(V, rho, cfg, A)
     sqrt_a = jnp.sqrt(A)
-    t0 = jnp.broadcast_to(jnp.where(y0 > 0, 1.0, -1.0), w.shape)
+    t0 = jnp.broadcast_to(channel.activation(y0), w.shape)
     sd = jnp.sqrt(s)
     # 8 Gauss-Legendre nodes a segment: the rule's mass and variance to 1e-12 wherever the
     # kink sits (6 leave 1e-8 once it is far out, as when A is large).
     xi_cfg = dataclasses.replace(cfg, bulk_segments=8, grades=8, half_width=8.0, legendre=max(cfg.legendre, 8))
 
     def log_pair(ww):
+        ww = ww + channel.bias
         lp, lm = log_ndtr(ww / sd), log_ndtr(-ww / sd)
         return 0.5 * (lp + lm), 0.5 * (lp - lm)
 
@@ -150,9 +161,11 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     return tuple(jnp.sum(wf * x) for x in f)
 
 
+
+
 @pytree
 class Switched(Channel):
-    """The channel ``options[index]`` with noise ``noise``, where ``index`` is data.
+    """The channel ``options[index]``, where ``index`` is data.
 
     A chain of ``Switched`` layers has one structure whatever the activation, so one
     compiled program serves every activation of ``options`` (the Figure-2 sweep
@@ -161,15 +174,17 @@ class Switched(Channel):
     chosen branch runs; under ``vmap`` with a batched ``index`` every branch runs.
 
     Args:
-      options: channels (each option's own ``noise`` is ignored: ``noise`` below is
-        used).
+      options: channels (their own ``noise``, ``noise_after`` and ``bias`` are ignored:
+        the fields below are used).
       index: which option, an integer (clamped to the options' range inside ``jit``).
-      noise: variance of the noise before the activation.
+      noise, noise_after, bias: as for every channel.
     """
 
     options: tuple
     index: int = 0
     noise: float = 0.0
+    noise_after: float | None = None
+    bias: float = 0.0
 
     def __post_init__(self):
         opts = tuple(self.options)
@@ -183,31 +198,30 @@ class Switched(Channel):
 
     def _switch(self, method: str, args, cfg=None):
         extra = () if cfg is None else (cfg,)
-        branches = [
-            lambda a, o=o: getattr(o.replace(noise=self.noise), method)(*a, *extra) for o in self.options
-        ]
+        chosen = lambda o: o.replace(noise=self.noise, noise_after=None, bias=self.bias)  # noqa: E731
+        branches = [lambda a, o=o: getattr(chosen(o), method)(*a, *extra) for o in self.options]
         return jax.lax.switch(jnp.asarray(self.index, dtype=jnp.int32), branches, _f64(*args))
 
     def activation(self, y):
         return self._switch("activation", (y,))
 
-    def second_moment(self, rho):
-        return self._switch("second_moment", (rho,))
+    def _second_moment(self, rho):
+        return self._switch("_second_moment", (rho,))
 
-    def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
-        return self._switch("output_functions", (V, rho), cfg)
+    def _output(self, V, rho, cfg: QuadratureConfig):
+        return self._switch("_output", (V, rho), cfg)
 
-    def noise_free_entropy(self, rho, cfg: QuadratureConfig = DEFAULT):
-        return self._switch("noise_free_entropy", (rho,), cfg)
+    def _noise_free(self, rho, cfg: QuadratureConfig):
+        return self._switch("_noise_free", (rho,), cfg)
 
-    def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
-        return self._switch("hidden_functions", (A, V, rho), cfg)
+    def _hidden(self, A, V, rho, cfg: QuadratureConfig):
+        return self._switch("_hidden", (A, V, rho), cfg)
 
-    def output_extrinsic_variance(self, V, ahat):
-        return self._switch("output_extrinsic_variance", (V, ahat))
+    def _output_extrinsic(self, V, ahat):
+        return self._switch("_output_extrinsic", (V, ahat))
 
-    def hidden_extrinsic(self, A, V, ahat, vhat):
-        return self._switch("hidden_extrinsic", (A, V, ahat, vhat))
+    def _hidden_extrinsic(self, A, V, ahat, vhat):
+        return self._switch("_hidden_extrinsic", (A, V, ahat, vhat))
 
 
 def _f64(*xs):

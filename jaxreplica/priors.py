@@ -23,13 +23,53 @@ import jax.numpy as jnp
 from jaxreplica._struct import Validated, pytree
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rule, log_gaussian_window
 
-__all__ = ["Normal", "Bimodal", "SpikeSlab"]
+__all__ = ["Prior", "Normal", "Bimodal", "SpikeSlab"]
 
 MMSE_FLOOR = 1e-100  # an mmse that underflows (a discrete input recovered exactly) is held here
 
 
-class _MixturePrior(Validated):
-    """Shared machinery: subclasses provide ``components()`` and ``_switches(A)``."""
+class Prior(Validated):
+    """What a chain needs of its input's law: ``second_moment()`` (``E x^2``),
+    ``teacher_average(A, cfg) -> (I_prior(A) - A rho/2, mmse(A))``, and the methods below
+    built on them."""
+
+    def second_moment(self):
+        raise NotImplementedError
+
+    def teacher_average(self, A, cfg: QuadratureConfig):
+        raise NotImplementedError
+
+    def entropy(self):
+        """``H(X)`` per component: finite for a discrete prior, ``+inf`` otherwise (the
+        bound ``I(X; T) <= H(X)`` then says nothing)."""
+        return jnp.asarray(jnp.inf)
+
+    def free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
+        """``I_prior(A) = E log Z_0(A, A x0 + sqrt(A) xi)``."""
+        return self.reduced_free_entropy(A, cfg) + 0.5 * A * self.second_moment()
+
+    def reduced_free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
+        """``I_prior(A) - A rho/2`` (what the potential uses)."""
+        return self.teacher_average(A, cfg)[0]
+
+    def mmse(self, A, cfg: QuadratureConfig = DEFAULT):
+        """``mmse(A) = E Var[x | B]``, the error of the scalar Gaussian channel of SNR ``A``."""
+        return self.teacher_average(A, cfg)[1]
+
+    def extrinsic_precision(self, A, mmse):
+        """``1/mmse - A``: the precision the prior adds to a Gaussian observation of SNR
+        ``A`` (ML-VAMP's message ``a2x``). An mmse that underflowed is held at
+        ``MMSE_FLOOR`` (an input recovered exactly)."""
+        return 1.0 / jnp.maximum(mmse, MMSE_FLOOR) - A
+
+    def free_entropy_and_mmse(self, A, cfg: QuadratureConfig = DEFAULT):
+        reduced, mmse = self.teacher_average(A, cfg)
+        return reduced + 0.5 * A * self.second_moment(), mmse
+
+
+class _MixturePrior(Prior):
+    """Mixtures of Gaussian components (a point mass is one of variance 0): subclasses
+    provide ``components()`` and ``_switches(A)``."""
 
     def components(self):  # -> (log_weights, means, variances), each a tuple
         raise NotImplementedError
@@ -90,34 +130,6 @@ class _MixturePrior(Validated):
             f_mean = f_mean + wc * (jnp.sum(w * logz) - 0.5 * jnp.log1p(A * vi))
             d2_mean = d2_mean + wc * jnp.sum(w * d2)
         return f_mean, d2_mean
-
-    def entropy(self):
-        """``H(X)`` per component: finite for a discrete prior, ``+inf`` otherwise (the
-        bound ``I(X; T) <= H(X)`` then says nothing)."""
-        return jnp.asarray(jnp.inf)
-
-    def free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
-        """``I_prior(A) = E log Z_0(A, A x0 + sqrt(A) xi)``."""
-        return self.reduced_free_entropy(A, cfg) + 0.5 * A * self.second_moment()
-
-    def reduced_free_entropy(self, A, cfg: QuadratureConfig = DEFAULT):
-        """``I_prior(A) - A rho/2`` (what the potential uses)."""
-        return self.teacher_average(A, cfg)[0]
-
-    def mmse(self, A, cfg: QuadratureConfig = DEFAULT):
-        """``mmse(A) = E Var[x | B]``, the error of the scalar Gaussian channel of SNR ``A``."""
-        return self.teacher_average(A, cfg)[1]
-
-    def extrinsic_precision(self, A, mmse):
-        """``1/mmse - A``: the precision the prior adds to a Gaussian observation of SNR
-        ``A`` (ML-VAMP's message ``a2x``). An mmse that underflowed is held at
-        ``MMSE_FLOOR`` (a discrete input recovered exactly)."""
-        return 1.0 / jnp.maximum(mmse, MMSE_FLOOR) - A
-
-    def free_entropy_and_mmse(self, A, cfg: QuadratureConfig = DEFAULT):
-        reduced, mmse = self.teacher_average(A, cfg)
-        return reduced + 0.5 * A * self.second_moment(), mmse
-
 
 @pytree
 class Normal(_MixturePrior):

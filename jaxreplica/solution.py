@@ -101,10 +101,11 @@ class Solution:
 
     Attributes:
       entropy: ``H(T_L)/n_0``, the potential at its selected stationary point.
-      mutual_information: ``I(X; T_L)/n_0`` when every hidden layer is noiseless; NaN
-        otherwise (then ``phi - H(T_L | Z_L)`` is ``I(T_L; T_{L-1})``, not
-        ``I(X; T_L)``).
-      last_layer_information: ``I(T_L; T_{L-1})/n_0`` (always defined).
+      mutual_information: ``I(X; T_L)/n_0 = (H(T_L) - H(T_L | X))/n_0``; with a noisy
+        hidden layer, ``H(T_L | X)`` is the entropy of the chain given its input (a
+        second solve, see :mod:`jaxreplica.conditional`).
+      last_layer_information: ``I(T_L; T_{L-1})/n_0`` (equal to ``mutual_information``
+        when every hidden layer is noiseless).
       mmse: ``V_1``, the minimal mean squared error on the input ``X`` (0 where it
         underflows: a discrete input recovered exactly).
       fixed_point: the order parameters (pass back as ``init=`` for a warm start).

@@ -17,9 +17,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import custom_batching
 
 from jaxreplica.chain import Chain
+from jaxreplica.conditional import conditional_chain
 from jaxreplica.iteration import IterationResult, iterate
 from jaxreplica.potential import OrderParameters, noise_entropy, phi
 from jaxreplica.priors import MMSE_FLOOR
@@ -27,7 +29,7 @@ from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 from jaxreplica.schemes import as_scheme, start_names
 from jaxreplica.solution import Branches, LayerSolutions, Solution, Status
 from jaxreplica.stationary import at_stationary_point, pack, polish, stationarity_residual, unpack
-from jaxreplica._struct import pytree, tree_where
+from jaxreplica._struct import concrete, pytree, tree_where
 
 __all__ = ["solve", "solve_layers", "stationarity", "check_method", "METHODS"]
 
@@ -157,7 +159,46 @@ def _batched_search(cfg: QuadratureConfig):
     return search
 
 
-def _program(chain: Chain, scheme, init, cfg: QuadratureConfig) -> Solution:
+@functools.lru_cache(maxsize=None)
+def _batched_conditional_search(cfg: QuadratureConfig):
+    """The search on the conditional chain ``T_1 -> ... -> T_L | X``, only where a hidden
+    layer is noisy (otherwise ``H(T_L | X)`` is closed form and a placeholder is
+    returned), with the same batching rule as :func:`_batched_search`: lanes laid out
+    as the scheme says, each taking only its own branch of the condition."""
+    def one(chain, scheme):
+        run = lambda: _search(conditional_chain(chain), scheme, None, cfg)
+        placeholder = lambda: jax.tree_util.tree_map(lambda s: jnp.ones(s.shape, s.dtype), jax.eval_shape(run))
+        return jax.lax.cond(chain.hidden_noiseless(), placeholder, run)
+
+    search = custom_batching.custom_vmap(one)
+
+    @search.def_vmap
+    def _rule(axis_size, in_batched, chain, scheme):
+        args = jax.tree_util.tree_map(
+            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), (chain, scheme), tuple(in_batched))
+        step = lambda a: one(*a)
+        out = jax.lax.map(step, args) if _layout(scheme) == "map" else jax.vmap(step)(args)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return search
+
+
+def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidden: bool):
+    """``(H(T_L | X)/n_0, status)``: closed form (the last layer's noise) when every
+    hidden layer is noiseless, else the entropy of the conditional chain times
+    ``n_1/n_0`` (:mod:`jaxreplica.conditional`), differentiable like any solve."""
+    closed = -noise_entropy(chain, cfg)
+    if not noisy_hidden or chain.depth == 1:
+        return closed, jnp.asarray(Status.CONVERGED, dtype=jnp.int32)
+    cchain = conditional_chain(chain)
+    found = _batched_conditional_search(cfg)(*jax.lax.stop_gradient((chain, scheme)))
+    _, value = at_stationary_point(cchain, found.x, found.value, found.template, cfg)
+    quiet = chain.hidden_noiseless()
+    entropy = jnp.where(quiet, closed, chain.ensembles[0].alpha * value)
+    return entropy, jnp.where(quiet, Status.CONVERGED, found.status).astype(jnp.int32)
+
+
+def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bool = True) -> Solution:
     # The search enters without tangents (it has no derivative rule of its own; the
     # derivative comes from at_stationary_point below).
     found = _batched_search(cfg)(*jax.lax.stop_gradient((chain, scheme, init)))
@@ -165,16 +206,17 @@ def _program(chain: Chain, scheme, init, cfg: QuadratureConfig) -> Solution:
     x, potential = at_stationary_point(chain, found.x, found.value, found.template, cfg)
     op = unpack(x, chain, found.template)
     noise_term = noise_entropy(chain, cfg)
-    information = lambda value: jnp.where(chain.hidden_noiseless(), value + noise_term, jnp.nan)
-    mi = information(potential)
+    conditional, conditional_status = _conditional_entropy(chain, scheme, cfg, noisy_hidden)
+    mi = potential - conditional
     # I(X; T_L) <= H(X) for a discrete input: a selected point above it is not a solution.
     above = mi > chain.prior.entropy() + BOUND_SLACK
     status = jnp.where((found.status == Status.CONVERGED) & above, Status.ABOVE_INPUT_ENTROPY, found.status)
+    status = jnp.where(status == Status.CONVERGED, conditional_status, status)
     # Numbers of the chain that are invalid but were only known at trace time.
     invalid = chain.invalid()
     status = jnp.where(invalid, Status.INVALID_INPUT, status).astype(jnp.int32)
     nan = lambda v: jnp.where(invalid, jnp.nan, v)
-    branches = Branches(potential=nan(found.potentials), mutual_information=nan(information(found.potentials)),
+    branches = Branches(potential=nan(found.potentials), mutual_information=nan(found.potentials - conditional),
                         mmse=nan(_reported_error(found.start_mmse)), converged=found.converged & ~invalid,
                         iterations=found.start_iterations, names=names)
     return Solution(
@@ -193,9 +235,19 @@ def _program(chain: Chain, scheme, init, cfg: QuadratureConfig) -> Solution:
     )
 
 
+def _maybe_noisy_hidden(chain: Chain) -> bool:
+    """False only when every hidden layer's noise is a known zero (then the program
+    needs no conditional solve)."""
+    for ch in chain.channels[:-1]:
+        value = concrete(ch.output_noise())
+        if value is None or np.any(value != 0):
+            return True
+    return False
+
+
 # One compiled program per chain structure, scheme settings (tol is traced) and
 # quadrature: sweeps over any number of the chain and warm starts reuse it.
-_program_jit = jax.jit(_program, static_argnames=("cfg",))
+_program_jit = jax.jit(_program, static_argnames=("cfg", "noisy_hidden"))
 
 
 def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, tol=None, max_iter=None,
@@ -227,7 +279,7 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         raise ValueError(f"init must be a Solution.fixed_point (OrderParameters), got {type(init).__name__}")
     if not isinstance(quadrature, QuadratureConfig):
         raise ValueError(f"quadrature must be a jaxreplica.QuadratureConfig (got {type(quadrature).__name__})")
-    return _program_jit(chain, scheme, init, quadrature)
+    return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain))
 
 
 def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig = DEFAULT):
@@ -239,17 +291,19 @@ def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig 
 def solve_layers(chain: Chain, method="vamp", *, init=None, **kwargs) -> LayerSolutions:
     """``H(T_l)/n_0`` and ``I(X; T_l)/n_0`` for every layer ``l`` of ``chain``.
 
-    Each truncated chain ``T_0 -> ... -> T_l`` keeps its last layer's own noise if it is
-    positive and otherwise gets the noise of the full chain's last layer (the paper's
+    Each truncated chain ``T_0 -> ... -> T_l`` keeps its last layer's own noise if it has
+    any and otherwise gets the noise of the full chain's last layer (the paper's
     convention: hidden layers noiseless, every ``H(T_l)`` measured with the same small
     noise). ``init`` may be a previous ``LayerSolutions.fixed_points`` for warm starts;
     other keyword arguments go to :func:`solve`.
     """
-    last_noise = chain.channels[-1].noise
+    last_noise = chain.channels[-1].output_noise()
     sols = []
     for l in range(1, chain.depth + 1):
-        own = chain.channels[l - 1].noise
-        noise = jnp.where(jnp.asarray(own) > 0, own, last_noise) if l < chain.depth else None
+        ch = chain.channels[l - 1]
+        # A layer without noise of its own is measured with the last layer's (all of it
+        # before the activation).
+        noise = jnp.where(jnp.asarray(ch.output_noise()) > 0, ch.noise, last_noise) if l < chain.depth else None
         sub = chain.truncated(l, noise)
         sols.append(solve(sub, method, init=None if init is None else init[l - 1], **kwargs))
     stack = lambda name: jnp.stack([getattr(s, name) for s in sols])

@@ -79,3 +79,60 @@ def gaussian_linear_entropy(alpha, scale, noise, prior_var=1.0):
     (the sum over the ``n_out`` eigenvalues of ``W W^T`` written over those of ``W^T W``)."""
     return (0.5 * alpha * np.log(2.0 * np.pi * np.e) + 0.5 * alpha * np.log(noise)
             + 0.5 * marchenko_pastur_log_mean(alpha, scale, prior_var / noise))
+
+
+def _window(lo, hi, mean, var):
+    """``P(lo < y < hi)`` for ``y ~ N(mean, var)``."""
+    from scipy.stats import norm
+
+    sd = np.sqrt(var)
+    return norm.cdf((hi - mean) / sd) - norm.cdf((lo - mean) / sd)
+
+
+# Piecewise-affine activations as (lo, hi, slope, offset); slope 0 is an atom at offset.
+PIECES = {
+    "linear": [(-np.inf, np.inf, 1.0, 0.0)],
+    "relu": [(-np.inf, 0.0, 0.0, 0.0), (0.0, np.inf, 1.0, 0.0)],
+    "leaky_relu": [(-np.inf, 0.0, 0.1, 0.0), (0.0, np.inf, 1.0, 0.0)],
+    "hardtanh": [(-np.inf, -1.0, 0.0, -1.0), (-1.0, 1.0, 1.0, 0.0), (1.0, np.inf, 0.0, 1.0)],
+    "probit": [(-np.inf, 0.0, 0.0, -1.0), (0.0, np.inf, 0.0, 1.0)],
+}
+
+
+def noisy_output_density(kind, t, z, noise, noise_after):
+    """``p(t | z)`` for ``t = phi(z + xi) + eta``, ``xi ~ N(0, noise)``,
+    ``eta ~ N(0, noise_after)``, ``phi`` piecewise affine: per piece, an atom's mass
+    times ``N(t; c, noise_after)``, or ``N(t; g z + c, g^2 noise + noise_after)`` times the
+    posterior probability that ``y`` lies in the piece."""
+    from scipy.stats import norm
+
+    total = 0.0
+    for lo, hi, g, c in PIECES[kind]:
+        if g == 0.0:
+            total += _window(lo, hi, z, noise) * norm.pdf(t, c, np.sqrt(noise_after))
+        else:
+            var = g * g * noise + noise_after
+            gain = g * noise / var  # posterior of y given t: mean z + gain (t - g z - c)
+            mean = z + gain * (t - g * z - c)
+            post = noise * noise_after / var
+            total += norm.pdf(t, g * z + c, np.sqrt(var)) * _window(lo, hi, mean, post)
+    return total
+
+
+def conditional_output_entropy(kind, noise, noise_after, rho):
+    """``E_z H(phi(z + xi) + eta | z)``, ``z ~ N(0, rho)``: adaptive quadrature in ``t``
+    for each ``z``, then in ``z`` (both split at the activation's kinks)."""
+    from scipy.stats import norm
+
+    kinks = sorted({b for lo, hi, _, _ in PIECES[kind] for b in (lo, hi) if np.isfinite(b)})
+    width = 12.0 * np.sqrt(noise + noise_after) + 3.0
+
+    def entropy_given(z):
+        f = lambda t: (lambda p: -p * np.log(p) if p > 0 else 0.0)(noisy_output_density(kind, t, z, noise, noise_after))
+        centre = [c for lo, hi, g, c in PIECES[kind]] + [z]
+        return integrate.quad(f, min(centre) - width, max(centre) + width, points=sorted(set(centre + kinks)),
+                              limit=500, epsabs=1e-13, epsrel=1e-12)[0]
+
+    sd = np.sqrt(rho)
+    return integrate.quad(lambda z: entropy_given(z) * norm.pdf(z, 0.0, sd), -9 * sd, 9 * sd,
+                          points=kinks or None, limit=200, epsabs=1e-12, epsrel=1e-11)[0]

@@ -108,7 +108,7 @@ def test_bad_input_raises_with_parameter_name():
         jr.Empirical(eigenvalues=np.ones(10), alpha=0.5)
     with pytest.raises(ValueError, match="layers"):
         jr.Chain(prior=jr.Normal(), layers=[])
-    with pytest.raises(ValueError, match="noise of the last layer"):
+    with pytest.raises(ValueError, match="last layer needs noise"):
         jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.ReLU(noise=0.0))])
     with pytest.raises(ValueError, match="method"):
         jr.solve(jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.Linear(noise=0.1))]), method="newton")

@@ -1,0 +1,124 @@
+"""What every channel gives the solvers, and noise after the activation for all of them.
+
+A layer's channel is ``t = phi(z + xi_in + bias) + xi_out``, ``xi_in ~ N(0, noise)``,
+``xi_out ~ N(0, noise_after)``. A subclass describes the channel *without* the noise
+after the activation through six methods (the "core"):
+
+* ``_second_moment(rho)``: ``E t^2`` for ``z ~ N(0, rho)``;
+* ``_hidden(A, V, rho, cfg)``: ``(I_hidden - A rho_next/2, Ahat, Vhat)``, the reduced free
+  entropy of a hidden layer and its two derivatives (docs/theory.md, "Scalar channels");
+* ``_output(V, rho, cfg)``: ``(I_last, Ahat_last)`` of the last layer;
+* ``_noise_free(rho, cfg)``: ``I_last(0, rho)``, minus the entropy the noise adds;
+* ``_output_extrinsic(V, ahat)``, ``_hidden_extrinsic(A, V, ahat, vhat)``: the messages
+  ``1/Ahat - V`` (and ``1/Vhat - A``), where a subclass may know a cancellation-free form.
+
+Noise after the activation is then exact and costs nothing new:
+
+* hidden layer: integrating the Gaussian ``xi_out`` out of ``exp(-A t^2/2 + B t)`` leaves
+  the same function of ``phi`` at ``A' = A/(1 + A d)``, ``B' = B/(1 + A d)``
+  (``d = noise_after``), and the teacher's ``B'`` has exactly the law of a field of SNR
+  ``A'``. So ``I = I_0(A') - log(1 + A d)/2`` (reduced), ``Ahat = Ahat_0(A')``,
+  ``Vhat = Vhat_0(A')/(1 + A d)^2 + d/(1 + A d)``;
+* last layer: the observation ``t + xi_out`` is a Gaussian field of SNR ``1/d`` on ``t``,
+  so ``I_last = I_0(1/d, V) - log(2 pi e d)/2`` and ``Ahat_last = Ahat_0(1/d, V)``, the
+  hidden functions at ``A = 1/d``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxreplica._struct import Validated
+from jaxreplica.priors import MMSE_FLOOR
+from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig
+
+__all__ = ["Channel"]
+
+
+class Channel(Validated):
+    """The protocol of a channel (see the module docstring). Subclasses are pytree
+    dataclasses with fields ``noise`` (variance before the activation), ``noise_after``
+    (variance after it; ``None``, the default, means none, which is part of the
+    structure) and ``bias``."""
+
+    noise: float
+    noise_after: float | None
+    bias: float
+    _rules = {"noise": "nonnegative", "noise_after": "nonnegative", "bias": "finite"}
+
+    # -- the core, without noise after the activation ---------------------------------
+    def activation(self, y):
+        """``phi(y + bias)`` (the noiseless activation)."""
+        raise NotImplementedError
+
+    def _second_moment(self, rho):
+        raise NotImplementedError
+
+    def _hidden(self, A, V, rho, cfg: QuadratureConfig):
+        raise NotImplementedError
+
+    def _output(self, V, rho, cfg: QuadratureConfig):
+        raise NotImplementedError
+
+    def _noise_free(self, rho, cfg: QuadratureConfig):
+        raise NotImplementedError
+
+    def _output_extrinsic(self, V, ahat):
+        return 1.0 / ahat - V
+
+    def _hidden_extrinsic(self, A, V, ahat, vhat):
+        return 1.0 / ahat - V, 1.0 / jnp.maximum(vhat, MMSE_FLOOR) - A
+
+    # -- what the solvers call ----------------------------------------------------------
+    def output_noise(self):
+        """The total variance of the noise, before and after the activation."""
+        return self.noise if self.noise_after is None else self.noise + self.noise_after
+
+    def second_moment(self, rho):
+        """``rho_next = E t^2`` with ``z ~ N(0, rho)``."""
+        m2 = self._second_moment(rho)
+        return m2 if self.noise_after is None else m2 + self.noise_after
+
+    def hidden_functions(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        """``(I_hidden - A rho_next/2, Ahat, Vhat)`` at ``(A, V, rho)`` (the free entropy
+        reduced by its trivial part, which the potential cancels exactly)."""
+        if self.noise_after is None:
+            return self._hidden(A, V, rho, cfg)
+        A = jnp.asarray(A, dtype=jnp.float64)
+        q = 1.0 + A * self.noise_after
+        free, ahat, vhat = self._hidden(A / q, V, rho, cfg)
+        return free - 0.5 * jnp.log(q), ahat, vhat / (q * q) + self.noise_after / q
+
+    def hidden_free_entropy(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        """``I_hidden(A, V, rho) = E log Z`` (not reduced)."""
+        return self.hidden_functions(A, V, rho, cfg)[0] + 0.5 * A * self.second_moment(rho)
+
+    def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        """``(I_last(V, rho), Ahat_last(V, rho))``."""
+        if self.noise_after is None:
+            return self._output(V, rho, cfg)
+        d = jnp.asarray(self.noise_after, dtype=jnp.float64)
+        free, ahat, _ = self._hidden(1.0 / d, V, rho, cfg)
+        return free - 0.5 * (LOG_2PI + 1.0 + jnp.log(d)), ahat
+
+    def output_free_entropy(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        return self.output_functions(V, rho, cfg)[0]
+
+    def noise_free_entropy(self, rho, cfg: QuadratureConfig = DEFAULT):
+        """``I_last(0, rho) = E log p(t | z)``: minus the entropy the noise adds."""
+        if self.noise_after is None:
+            return self._noise_free(rho, cfg)
+        return self.output_functions(0.0, rho, cfg)[0]
+
+    def output_extrinsic_variance(self, V, ahat):
+        """``1/Ahat_last - V``: the variance of ``z`` the observation leaves (ML-VAMP's
+        ``1/a1z``)."""
+        return self._output_extrinsic(V, ahat) if self.noise_after is None else 1.0 / ahat - V
+
+    def hidden_extrinsic(self, A, V, ahat, vhat):
+        """``(1/Ahat - V, 1/Vhat - A)``: the extrinsic variance of ``z`` and precision of
+        ``t`` of a hidden layer (ML-VAMP's ``1/a1z`` and ``a2x``); a ``Vhat`` that
+        underflowed (the layer's output recovered exactly) is held at the floor."""
+        if self.noise_after is None:
+            return self._hidden_extrinsic(A, V, ahat, vhat)
+        return Channel._hidden_extrinsic(self, A, V, ahat, vhat)

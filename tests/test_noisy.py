@@ -1,0 +1,112 @@
+"""Noisy networks: ``I(X; T_l)`` with noise in every layer, before and after the
+activation, against exact log-determinants of linear chains averaged over rotations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxreplica as jr
+
+WIDTH = 400
+ROTATIONS = 10
+
+
+def _weights(depth, seed=11):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(WIDTH, WIDTH)) / np.sqrt(WIDTH) for _ in range(depth)]
+
+
+def _rotation_average(weights, noises, seed=5):
+    """Mean and standard error over Haar rotations between the layers of the exact
+    ``I(X; T_l)`` (the replica formula describes orthogonally invariant weights: the
+    average over rotations of one draw is its target)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(ROTATIONS):
+        rotated = [weights[0]]
+        for W in weights[1:]:
+            Q, _ = np.linalg.qr(rng.normal(size=(WIDTH, WIDTH)))
+            rotated.append(W @ Q)
+        values.append(np.asarray(jr.exact.gaussian_chain(rotated, noises).mutual_information))
+    values = np.array(values)
+    return values.mean(0), values.std(0, ddof=1) / np.sqrt(ROTATIONS)
+
+
+# (before, after) noise of each layer; the total enters the linear chain.
+POSITIONS = {
+    "before": lambda d: jr.Linear(noise=d),
+    "after": lambda d: jr.Linear(noise=0.0, noise_after=d),
+    "both": lambda d: jr.Linear(noise=d / 2, noise_after=d / 2),
+}
+
+
+@pytest.mark.parametrize("depth, position", [(2, "before"), (2, "after"), (2, "both"), (3, "both")])
+def test_linear_chain_every_layer_noisy(depth, position):
+    noises = [0.1, 0.05, 0.01][-depth:]
+    weights = _weights(depth)
+    chain = jr.Chain(prior=jr.Normal(), layers=[(jr.Empirical.from_matrix(W), POSITIONS[position](d))
+                                                for W, d in zip(weights, noises)])
+    lay = jr.solve_layers(chain)
+    assert np.all(np.asarray(lay.converged))
+    mean, se = _rotation_average(weights, noises)
+    assert np.all(np.abs(np.asarray(lay.mutual_information) - mean) <= 3 * se + 1e-9), (lay.mutual_information, mean, se)
+    # The full chain's I(X; T_L) from solve() is solve_layers' last entry.
+    sol = jr.solve(chain)
+    assert abs(float(sol.mutual_information) - float(lay.mutual_information[-1])) < 1e-10
+    # With noisy hidden layers I(X; T_L) < I(T_L; T_{L-1}) (data processing).
+    assert float(sol.mutual_information) < float(sol.last_layer_information)
+
+
+def test_noiseless_hidden_layers_give_the_last_layer_information():
+    chain = jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.2), jr.ReLU()), (jr.Gaussian(alpha=0.8), jr.HardTanh(noise=1e-3))])
+    sol = jr.solve(chain)
+    assert float(sol.mutual_information) == float(sol.last_layer_information)
+
+
+def test_hidden_noise_traced_inside_jit():
+    """The hidden noise as data: at zero the closed form, above it the conditional
+    chain; both in one compiled program (vmapped)."""
+    def mi(d):
+        chain = jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.Linear(noise=d)),
+                                                    (jr.Gaussian(alpha=1.0), jr.Linear(noise=0.01))])
+        return jr.solve(chain)
+    noises = jnp.asarray([0.0, 0.05, 0.1])
+    sols = jax.jit(jax.vmap(mi))(noises)
+    loop = [jr.solve(jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.Linear(noise=float(d))),
+                                                         (jr.Gaussian(alpha=1.0), jr.Linear(noise=0.01))]))
+            for d in noises]
+    np.testing.assert_allclose(np.asarray(sols.mutual_information), [float(s.mutual_information) for s in loop],
+                               rtol=0, atol=1e-10)
+    mi_values = np.asarray(sols.mutual_information)
+    assert mi_values[0] > mi_values[1] > mi_values[2]  # more noise, less information
+    assert mi_values[0] == float(sols.last_layer_information[0])
+
+
+from conftest import load_reference  # noqa: E402
+from _independent import conditional_output_entropy  # noqa: E402
+
+NOISE_AFTER = load_reference("noise_after.json")["rows"]
+CHANNELS = {"linear": jr.Linear, "relu": jr.ReLU, "leaky_relu": jr.LeakyReLU, "hardtanh": jr.HardTanh,
+            "probit": jr.Probit}
+
+
+@pytest.mark.parametrize("row", NOISE_AFTER, ids=lambda r: f"{r['activation']}-{r['noise']}-{r['noise_after']}")
+def test_one_layer_information_with_noise_after_the_activation(row):
+    """``I(X; T_1) = H(T_1) - n_1 E_z H(phi(z + xi) + eta | z)`` to 1e-8, the second term
+    from SciPy quadrature."""
+    ch = CHANNELS[row["activation"]](noise=row["noise"], noise_after=row["noise_after"])
+    alpha = 1.3
+    # Gaussian weights of scale 1: the pre-activations have the input's variance, rho.
+    chain = jr.Chain(prior=jr.Normal(mean=0.0, var=row["rho"]), layers=[(jr.Gaussian(alpha=alpha), ch)])
+    sol = jr.solve(chain)
+    assert bool(sol.converged)
+    expected = float(sol.entropy) - alpha * row["conditional_entropy"]
+    assert abs(float(sol.mutual_information) - expected) < 1e-8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", NOISE_AFTER, ids=lambda r: f"{r['activation']}-{r['noise']}-{r['noise_after']}")
+def test_noise_after_reference_values(row):
+    value = conditional_output_entropy(row["activation"], row["noise"], row["noise_after"], row["rho"])
+    assert abs(value - row["conditional_entropy"]) < 1e-10
