@@ -4,11 +4,19 @@ Importing jaxreplica switches JAX to 64-bit floats (``jax_enable_x64``): the rep
 engine compares entropies to 1e-6 and better, which float32 cannot do. Arrays you
 create afterwards with ``jnp`` default to float64 too; pass ``dtype=jnp.float32``
 explicitly where you want single precision (e.g. large training batches).
+
+It also turns on JAX's persistent compilation cache in ``~/.cache/jaxreplica`` (see
+:mod:`jaxreplica._cache`: ``JAXREPLICA_CACHE_DIR`` moves it, ``JAXREPLICA_CACHE_DIR=off``
+switches it off), so that compiled solver programs outlive the process.
 """
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+from jaxreplica import _cache  # noqa: E402
+
+CACHE_DIR = _cache.configure()
 
 from jaxreplica.priors import Normal, Bimodal, SpikeSlab  # noqa: E402
 from jaxreplica.channels import Linear, ReLU, LeakyReLU, HardTanh, Probit, Switched  # noqa: E402

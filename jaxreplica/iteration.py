@@ -42,6 +42,8 @@ class IterationResult:
     """How one start ended.
 
     Attributes:
+      messages: the log-messages of the last good evaluation (its image).
+      merged: the index of the known fixed point this start ran into, -1 if none.
       op: order parameters at the last good evaluation (NaN if there was none).
       iterations: sweeps evaluated.
       converged: the change fell below ``tol`` with finite order parameters.
@@ -51,6 +53,8 @@ class IterationResult:
         for sweeps that report none).
     """
 
+    messages: jax.Array
+    merged: jax.Array
     op: OrderParameters
     iterations: jax.Array
     converged: jax.Array
@@ -95,6 +99,7 @@ class _Carry:
     it: jax.Array
     change: jax.Array
     streak: jax.Array  # failed evaluations in a row
+    merged: jax.Array  # index of the known fixed point reached, -1 if none
 
 
 def _spd_solve(M, b):
@@ -149,8 +154,16 @@ def finite(op: OrderParameters):
     return jnp.all(jnp.isfinite(jax.flatten_util.ravel_pytree(op)[0]))
 
 
-def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = True) -> IterationResult:
+MERGE = 1e-3  # a start whose messages come this close (relative) to a known fixed point joins it
+
+
+def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = True, known=None) -> IterationResult:
     """Iterate ``state -> sweep(state)`` to a fixed point.
+
+    ``known = (messages, valid)``, the log-messages ``(K, n)`` of fixed points other
+    starts converged to: an iteration whose image comes within ``MERGE`` (relative, in
+    every message) of a valid one stops there (``merged`` says which): it is in that
+    point's basin and would only repeat its iterations.
 
     Args:
       sweep: ``state -> (state, OrderParameters, potential)`` on positive messages.
@@ -187,20 +200,26 @@ def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = Tr
         change = jnp.where(ok, jnp.where(c.have, _change(op, c.op), jnp.inf), c.change)
         streak = jnp.where(ok, 0, c.streak + 1)
         gave_up = jnp.isnan(change) | (streak >= 2) | (~ok & ~c.have)
+        merged = c.merged
+        if known is not None:
+            points, valid = known
+            near = valid & (jnp.max(jnp.abs(points - g), axis=-1) < MERGE) & ok
+            merged = jnp.where(jnp.any(near), jnp.argmax(near), -1)
+            change = jnp.where(merged >= 0, 0.0, change)
         return _Carry(
             x=x_next, g=jnp.where(ok, g, c.g), f=jnp.where(ok, f, c.f), op=tree_where(ok, op, c.op),
             potential=jnp.where(ok, potential, c.potential), memory=memory, have=c.have | ok,
             best=jnp.where(ok, jnp.minimum(c.best, norm), c.best), last=jnp.where(ok, norm, c.last),
-            it=c.it + 1, change=jnp.where(gave_up, FAILED, change), streak=streak,
+            it=c.it + 1, change=jnp.where(gave_up, FAILED, change), streak=streak, merged=merged,
         )
 
     carry = _Carry(
         x=x0, g=x0, f=jnp.zeros_like(x0), op=nan_op, potential=jnp.asarray(jnp.nan), memory=_Memory.empty(x0.shape[0]),
         have=jnp.asarray(False), best=jnp.asarray(jnp.inf), last=jnp.asarray(jnp.inf), it=jnp.asarray(0),
-        change=jnp.asarray(jnp.inf), streak=jnp.asarray(0),
+        change=jnp.asarray(jnp.inf), streak=jnp.asarray(0), merged=jnp.asarray(-1),
     )
     out = jax.lax.while_loop(cond, body, carry)
     failed = out.change == FAILED
     converged = ~failed & (out.change <= tol) & finite(out.op)
-    return IterationResult(op=out.op, iterations=out.it, converged=converged, failed=failed,
-                           change=jnp.where(failed, jnp.nan, out.change), potential=out.potential)
+    return IterationResult(messages=out.g, merged=out.merged, op=out.op, iterations=out.it, converged=converged,
+                           failed=failed, change=jnp.where(failed, jnp.nan, out.change), potential=out.potential)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 from jax import custom_batching
@@ -52,12 +53,35 @@ def _layout(scheme) -> str:
 
 
 def _run_starts(scheme, chain: Chain, starts, cfg, trho) -> IterationResult:
-    """Every start to convergence: one after the other (``"map"``: the cost is the sum
-    of their iterations) or side by side (``"vmap"``: each runs as long as the
-    slowest, which an accelerator hides)."""
-    run = lambda s: iterate(lambda st: scheme.sweep(st, chain, cfg, trho), s, chain.depth, scheme.tol,
-                            scheme.max_iter, scheme.accelerate)
-    return jax.lax.map(run, starts) if _layout(scheme) == "map" else jax.vmap(run)(starts)
+    """Every start to convergence: one after the other (``"map"``) or side by side
+    (``"vmap"``: each runs as long as the slowest, which an accelerator hides).
+
+    One after the other, a start that runs into the basin of a fixed point an earlier
+    start converged to stops there and takes that start's result (most chains have one
+    stationary point, which every start would otherwise approach to full precision):
+    the cost is the first start's iterations plus the others' way into a basin."""
+    sweep = lambda st: scheme.sweep(st, chain, cfg, trho)
+    if _layout(scheme) == "vmap":
+        return jax.vmap(lambda s: iterate(sweep, s, chain.depth, scheme.tol, scheme.max_iter, scheme.accelerate))(starts)
+    flat = jax.vmap(lambda s: jax.flatten_util.ravel_pytree(s)[0])(starts)
+    count = flat.shape[0]
+
+    def step(found, i):
+        points, valid = found
+        start = jax.tree_util.tree_map(lambda x: x[i], starts)
+        res = iterate(sweep, start, chain.depth, scheme.tol, scheme.max_iter, scheme.accelerate, known=(points, valid))
+        new = res.converged & (res.merged < 0)
+        return (points.at[i].set(res.messages), valid.at[i].set(new)), res
+
+    init = (jnp.zeros_like(flat), jnp.zeros((count,), dtype=bool))
+    _, results = jax.lax.scan(step, init, jnp.arange(count))
+    # A merged start reports the fixed point it joined (its own iteration count stays).
+    source = jnp.where(results.merged >= 0, results.merged, jnp.arange(count))
+    take = lambda x: x[source]
+    joined = results.replace(messages=take(results.messages), op=jax.tree_util.tree_map(take, results.op),
+                             converged=take(results.converged), failed=take(results.failed),
+                             change=take(results.change), potential=take(results.potential))
+    return joined
 
 
 def _select(potentials, results: IterationResult):

@@ -169,3 +169,30 @@ def test_linear_layers_over_the_supported_range(shape):
     assert np.all(np.asarray(sols.converged))
     exact = np.array([_svd_entropy(s * W0, d) for s, d in zip(sc, nz)])
     np.testing.assert_allclose(np.asarray(sols.entropy), exact, rtol=1e-8, atol=0)
+
+
+# ------------------------------------------------------------------ compilation cache
+
+
+def _run(code, env):
+    import os
+    import subprocess
+    import sys
+
+    full = dict(os.environ, **env)
+    full.pop("JAX_COMPILATION_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+SOLVE = ("import jax, jaxreplica as jr; "
+         "print(jax.config.jax_compilation_cache_dir); "
+         "jr.solve(jr.Chain(jr.Normal(), [(jr.Gaussian(1.3), jr.Linear(noise=0.1))])).entropy.block_until_ready()")
+
+
+def test_compilation_cache_is_used_and_can_be_switched_off(tmp_path):
+    cache = tmp_path / "cache"
+    assert _run(SOLVE, {"JAXREPLICA_CACHE_DIR": str(cache)}) == str(cache)
+    assert any(cache.iterdir()), "no compiled program was written to the cache"
+    assert _run(SOLVE, {"JAXREPLICA_CACHE_DIR": "off"}) == "None"
