@@ -13,7 +13,7 @@ import matplotlib
 
 from jaxreplica._cli_args import (devices_type, float_list_type, float_type, int_type, name_list_type,
                                   output_dir_type, show_progress)
-from jaxreplica.activations import ACTIVATIONS, has_channel
+from jaxreplica.activations import ACTIVATIONS, NOISE_POSITIONS, has_channel
 from jaxreplica.experiments.figure2 import DEFAULT_SIGMAS, run_sweep
 from jaxreplica.experiments.plots import plot_sweep
 
@@ -36,7 +36,11 @@ def add_arguments(p):
     p.add_argument("--width", type=int_type(2, what="a width"), default=1000,
                    help="width of both layers (default 1000)")
     p.add_argument("--noise", type=float_type(0.0, inclusive_low=False, what="a noise variance"), default=1e-5,
-                   help="noise variance before the last activation, positive (default 1e-5)")
+                   help="noise variance of the measured layer, positive (default 1e-5)")
+    p.add_argument("--hidden-noise", type=float_type(0.0, what="a noise variance"), default=0.0,
+                   help="noise variance of the first layer when T_2 is measured (default 0, the paper's setting)")
+    p.add_argument("--noise-position", choices=NOISE_POSITIONS, default="before",
+                   help="where the noise enters: before the activation (default, the paper's), after it, or both")
     p.add_argument("--seed", type=int_type(0, 2**32 - 1, what="a seed"), default=42,
                    help="NumPy seed of the weight draw (default 42, the paper's)")
     p.add_argument("--method", choices=["vamp", "fixed_point"], default="vamp",
@@ -89,7 +93,8 @@ def run(args) -> int:
     matplotlib.use("Agg")
     start = time.perf_counter()
     result = run_sweep(args.activations, args.sigmas, args.width, args.noise, args.seed, args.method,
-                       progress=show_progress(args.no_progress), devices=args.devices)
+                       progress=show_progress(args.no_progress), devices=args.devices,
+                       hidden_noise=args.hidden_noise, noise_position=args.noise_position)
     result["seconds_total"] = time.perf_counter() - start
     if "devices" in result:
         print(f"devices: {len(result['devices'])} ({', '.join(result['devices'])}) in {result['processes']} "

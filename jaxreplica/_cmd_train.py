@@ -31,6 +31,7 @@ import numpy as np
 from jaxreplica._cli_args import devices_type, float_type, int_type, output_dir_type, show_progress
 from jaxreplica.experiments import plots
 from jaxreplica.experiments.presets import FIGURE5_SCALES, PRESETS, build, epochs_for, tracked_layers
+from jaxreplica.activations import NOISE_POSITIONS
 from jaxreplica.training import History, InformationPenalty, TrainConfig, Tracking, train
 
 HELP = "train a USV network on synthetic data and track the replica I(X; T_l) during training"
@@ -60,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noise variance of the layers before the measured one (default 0)")
     parser.add_argument("--last-noise", type=float_type(0.0, inclusive_low=False, what="a noise variance"),
                         default=1e-5, help="noise variance of the measured layer, positive (default 1e-5)")
+    parser.add_argument("--noise-position", choices=NOISE_POSITIONS, default="before",
+                        help="where the tracking and penalty noise enters: before the activation (default), after "
+                             "it, or both")
     parser.add_argument("--tol", type=positive, default=None,
                         help="solver tolerance (default 1e-10 figure3, 1e-6 otherwise, as the original code)")
     parser.add_argument("--init-scales", type=positive, nargs="+", default=None,
@@ -75,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--penalty-max-iter", type=int_type(1, what="an iteration cap"), default=1000,
                         help="iteration cap of the penalty's solves; a step that reaches it contributes no "
                              "penalty gradient and is counted (default 1000)")
+    parser.add_argument("--penalty-solve-every", type=int_type(1, what="a number of steps"), default=1,
+                        help="solve the penalty's fixed points every K optimizer steps and use the last ones in "
+                             "between (default 1: every step; needs --hidden-noise 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr "
                         "is not a terminal)")
     parser.add_argument("--devices", default=None, type=devices_type,
@@ -105,6 +112,8 @@ def check_arguments(args, parser) -> None:
         seen.add(layer)
     if args.info_penalty and args.devices is not None:
         parser.error("--info-penalty with --devices (data-parallel) is not supported")
+    if args.penalty_solve_every > 1 and args.hidden_noise > 0:
+        parser.error("--penalty-solve-every above 1 needs --hidden-noise 0")
     if args.init_scales is not None and args.preset != "figure5":
         parser.error("--init-scales applies to --preset figure5 only")
     if args.devices is not None:
@@ -125,7 +134,7 @@ def _setup(args, init_scale: float):
     if args.no_track:
         every = 0
     tracking = Tracking(every=every, layers=defaults["layers"], hidden_noise=args.hidden_noise,
-                        last_noise=args.last_noise, tol=defaults["tol"] if args.tol is None else args.tol)
+                        last_noise=args.last_noise, noise_position=args.noise_position, tol=defaults["tol"] if args.tol is None else args.tol)
     n_train = data.x_train.shape[0]
     if args.batch_size is not None and args.batch_size > n_train:
         raise ValueError(f"--batch-size {args.batch_size} exceeds the {n_train} training samples of {args.preset}")
@@ -133,7 +142,10 @@ def _setup(args, init_scale: float):
     penalty = None
     if betas:
         penalty = InformationPenalty.for_network(net, data, betas, tol=args.penalty_tol,
-                                                 max_iter=args.penalty_max_iter, last_noise=args.last_noise)
+                                                 max_iter=args.penalty_max_iter, last_noise=args.last_noise,
+                                                 hidden_noise=args.hidden_noise,
+                                                 noise_position=args.noise_position,
+                                                 solve_every=args.penalty_solve_every)
     config = TrainConfig(epochs=epochs, learning_rate=args.lr, batch_size=args.batch_size, devices=args.devices)
     return net, data, tracking, penalty, config
 

@@ -32,11 +32,14 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxreplica.channels import HardTanh, LeakyReLU, Linear, Probit, ReLU
+from jaxreplica._struct import concrete
 from jaxreplica.channel import Channel
 
-__all__ = ["ACTIVATIONS", "ALIASES", "Activation", "canonical", "channel", "function", "has_channel"]
+__all__ = ["ACTIVATIONS", "ALIASES", "NOISE_POSITIONS", "Activation", "canonical", "channel", "check_position", "function",
+           "has_channel"]
 
 
 @dataclass(frozen=True)
@@ -79,15 +82,34 @@ def function(name: str) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[canonical(name)].function
 
 
-def channel(activation, noise=0.0) -> Channel:
-    """The channel of ``activation`` with noise variance ``noise`` before it.
+NOISE_POSITIONS = ("before", "after", "both")
 
-    ``activation`` is a name of the table or a channel already (its noise is then
-    replaced, e.g. a :class:`~jaxreplica.Switched` whose index is data).
+
+def check_position(position: str) -> str:
+    """``position`` if it is one of :data:`NOISE_POSITIONS`, else ``ValueError``."""
+    if position not in NOISE_POSITIONS:
+        raise ValueError(f"noise position must be one of {NOISE_POSITIONS}, got {position!r}")
+    return position
+
+
+def channel(activation, noise=0.0, position: str = "before") -> Channel:
+    """The channel of ``activation`` with noise of variance ``noise``.
+
+    ``position`` says where the noise enters: ``"before"`` the activation
+    (``phi(z + xi)``), ``"after"`` it (``phi(z) + xi``) or ``"both"`` (an independent
+    ``xi`` of variance ``noise`` at each place). ``activation`` is a name of the table
+    or a channel already (its noises are then replaced, e.g. a
+    :class:`~jaxreplica.Switched` whose index is data).
     """
+    check_position(position)
+    before = 0.0 if position == "after" else noise
+    # A known zero after the activation is no noise at all (None keeps it out of the
+    # program's structure).
+    known = concrete(noise)
+    after = None if position == "before" or (known is not None and np.all(known == 0)) else noise
     if isinstance(activation, Channel):
-        return activation.replace(noise=noise)
+        return activation.replace(noise=before, noise_after=after)
     row = ACTIVATIONS[canonical(activation)]
     if row.channel is None:
         raise ValueError(f"activation: {activation!r} has no replica channel (softmax output layers cannot be tracked)")
-    return row.channel(noise=noise)
+    return row.channel(noise=before, noise_after=after)

@@ -135,11 +135,15 @@ class SpectralLayer:
     noise: float | None = None
 
 
-def chain_from_spectra(prior, layers: Sequence[SpectralLayer], *, hidden_noise=0.0, last_noise=1e-5) -> Chain:
+def chain_from_spectra(prior, layers: Sequence[SpectralLayer], *, hidden_noise=0.0, last_noise=1e-5,
+                       noise_position: str = "before") -> Chain:
     """``Chain(prior, [(Empirical(spectrum_k, alpha_k), channel_k(noise_k)), ...])``.
 
     ``noise_k`` is the layer's own ``noise`` when set (e.g. a data model's generative
     layers), else ``last_noise`` for the last layer and ``hidden_noise`` for the others.
+    ``noise_position`` (``"before"``, ``"after"`` or ``"both"``) says where the
+    network layers' noise enters (:func:`jaxreplica.activations.channel`); a layer's own
+    ``noise`` always enters before its activation.
     Traceable: spectra and noises may be tracers (``jax.grad`` through the chain works),
     so every use (training monitor, information penalty, weight-scale sweeps) builds
     its chains here.
@@ -148,12 +152,13 @@ def chain_from_spectra(prior, layers: Sequence[SpectralLayer], *, hidden_noise=0
         raise ValueError("layers: a chain needs at least one layer")
     check("last_noise", last_noise, positive=True)
     check("hidden_noise", hidden_noise, nonnegative=True)
+    activations.check_position(noise_position)
     blocks = []
     for k, layer in enumerate(layers):
         if layer.noise is not None:
-            noise = layer.noise
+            noise, position = layer.noise, "before"
         else:
-            noise = last_noise if k == len(layers) - 1 else hidden_noise
+            noise, position = (last_noise if k == len(layers) - 1 else hidden_noise), noise_position
         ensemble = Empirical(eigenvalues=jnp.asarray(layer.spectrum, dtype=jnp.float64), alpha=layer.alpha)
-        blocks.append((ensemble, activations.channel(layer.activation, noise)))
+        blocks.append((ensemble, activations.channel(layer.activation, noise, position)))
     return Chain(prior=prior, layers=blocks)

@@ -380,3 +380,58 @@ def test_design_target_information_figure2_hardtanh():
     res = design.match_information(chain_fn, 1.5, target, atol=1e-6, steps=60)
     assert res.done and abs(res.information - target) <= 1e-4
     assert abs(res.cold_information - target) <= 1e-4
+
+
+# ----------------------------------------------------------------------------- lagged and noisy penalties
+
+
+def test_lagged_penalty_solves_every_k_calls_and_stays_close():
+    """solve_every=3: calls 0, 3, 6 solve (iterations > 0), the others reuse the last fixed
+    point; the lagged value is within second order of the solved one while the singular
+    values drift, and equal to it at the calls that solve."""
+    data = jd.teacher_student(jax.random.key(0), 12, 4, samples_per_dim=2)
+    net = build_network([12, 8, 4], ["hardtanh", "linear"], [True, False], key=jax.random.key(1))
+    S0 = jt.singular_values(net, 1)
+    every = jt.InformationPenalty.for_network(net, data, {1: 1.0}, tol=1e-12)
+    lagged = dataclasses.replace(every, solve_every=3)
+    _, st_every = every(S0, None)
+    _, st_lag = lagged(S0, None)
+    step_every = jax.jit(lambda s, st: every(s, st))
+    step_lag = jax.jit(lambda s, st: lagged(s, st))
+    for c in range(7):
+        S = [s * (1.0 + 0.002 * (c + 1)) for s in S0]
+        v_every, st_every = step_every(S, st_every)
+        v_lag, st_lag = step_lag(S, st_lag)
+        solved = (c + 1) % 3 == 0  # the cold call was call 0
+        assert (int(st_lag.iterations[0]) > 0) == solved, (c, st_lag.iterations)
+        if solved:
+            assert abs(float(v_lag) - float(v_every)) < 1e-10
+        else:
+            assert 0 < abs(float(v_lag) - float(v_every)) < 1e-5, (c, float(v_lag), float(v_every))
+    assert int(st_lag.calls) == 8
+    with pytest.raises(ValueError, match="solve_every"):
+        dataclasses.replace(every, solve_every=0)
+    with pytest.raises(ValueError, match="solve_every > 1 needs"):
+        dataclasses.replace(every, solve_every=2, gradient="implicit")
+
+
+@pytest.mark.slow
+def test_penalty_of_a_noisy_linear_network_is_the_exact_information_and_gradient():
+    """Two noisy linear USV layers (noise after every activation): the penalty on T_2 is
+    I(X; T_2) of the noisy network, H(T_2) - H(T_2 | X), and its gradient matches finite
+    differences of the exact log-determinants' replica value."""
+    data = jd.teacher_student(jax.random.key(0), 10, 4, samples_per_dim=2)
+    net = build_network([10, 10, 10, 4], ["linear", "linear", "linear"], [True, True, False], key=jax.random.key(2))
+    pen = jt.InformationPenalty.for_network(net, data, {2: 1.0}, hidden_noise=0.05, last_noise=0.01,
+                                            noise_position="after", tol=1e-12)
+    S = jt.singular_values(net, 2)
+    value, state = pen(S, None)
+    chain = pen.chain(pen.spectra(S), 2)
+    assert chain.channels[0].noise == 0.0 and chain.channels[0].noise_after == 0.05
+    assert float(value) == pytest.approx(float(jr.solve(chain).mutual_information), abs=1e-10)
+    assert float(value) < float(jr.solve(chain).last_layer_information)
+    grad = jax.grad(lambda s: pen(s, state)[0])(S)
+    f = lambda s: float(jr.solve(pen.chain(pen.spectra(s), 2), tol=1e-12).mutual_information)  # noqa: E731
+    _assert_gradient(grad, S, f, [(0, 0), (0, 3), (1, 1), (1, 5)], rtol=1e-5)
+    with pytest.raises(ValueError, match="generative"):
+        jt.InformationPenalty.for_network(net, _recognition(), {1: 1.0}, hidden_noise=0.1)

@@ -139,7 +139,8 @@ class _Recorder:
             gen = [(np.asarray(g.weight, np.float64), g.noise) for g in self.data.generative]
             eh, emi = exact_linear_information(float(self.data.prior.var), gen, ws,
                                                hidden_noise=self.tracking.hidden_noise,
-                                               last_noise=self.tracking.last_noise)
+                                               last_noise=self.tracking.last_noise,
+                                               noise_position=self.tracking.noise_position)
             rec["exact_entropy"].append(eh)
             rec["exact_mutual_information"].append(emi)
 
@@ -308,7 +309,7 @@ def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, t
 
 
 def recompute(history: History, *, hidden_noise: float | None = None, last_noise: float | None = None,
-              tol: float | None = None, max_iter: int | None = None, method: str | None = None,
+              noise_position: str | None = None, tol: float | None = None, max_iter: int | None = None, method: str | None = None,
               every: int = 1) -> History:
     """Redo the tracked trajectory from the recorded spectra, possibly with other noise levels.
 
@@ -326,6 +327,7 @@ def recompute(history: History, *, hidden_noise: float | None = None, last_noise
     tracking = Tracking(every=tr["every"], layers=tr["layers"],
                         hidden_noise=tr["hidden_noise"] if hidden_noise is None else hidden_noise,
                         last_noise=tr["last_noise"] if last_noise is None else last_noise,
+                        noise_position=tr.get("noise_position", "before") if noise_position is None else noise_position,
                         tol=tr["tol"] if tol is None else tol,
                         max_iter=tr["max_iter"] if max_iter is None else max_iter,
                         method=tr["method"] if method is None else method, exact=False)
@@ -351,7 +353,7 @@ def recompute(history: History, *, hidden_noise: float | None = None, last_noise
         failures.extend((int(history.tracked_epoch[i]), l, why) for l, why in fails)
     config = json.loads(json.dumps(history.config, default=json_default))
     config["tracking"].update({"hidden_noise": tracking.hidden_noise, "last_noise": tracking.last_noise,
-                               "tol": tracking.tol, "max_iter": tracking.max_iter, "method": tracking.method,
+                               "noise_position": tracking.noise_position, "tol": tracking.tol, "max_iter": tracking.max_iter, "method": tracking.method,
                                "exact": False, "recomputed": True})
     return dataclasses.replace(
         history,

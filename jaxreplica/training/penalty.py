@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreplica.activations import has_channel
+from jaxreplica.activations import check_position, has_channel
 from jaxreplica._struct import pytree, tree_where
 from jaxreplica.chain import SpectralLayer, chain_from_spectra
 from jaxreplica.design import envelope_quantities
@@ -111,13 +111,16 @@ class PenaltyState:
       each layer's chain (a non-converged solve keeps the previous one);
     * ``mutual_information``: ``(n,)`` last converged ``I(X; T_l)/n_0`` (NaN if none yet);
     * ``converged``: ``(n,)`` whether the last solve of each layer converged;
-    * ``iterations``: ``(n,)`` solver iterations of the last solve.
+    * ``iterations``: ``(n,)`` solver iterations of the last solve (0 where it was skipped);
+    * ``calls``: evaluations so far (with ``solve_every = k``, call ``c`` solves when ``c``
+      is a multiple of ``k``).
     """
 
     fixed_points: tuple
     mutual_information: jax.Array
     converged: jax.Array
     iterations: jax.Array
+    calls: jax.Array
 
     @property
     def not_converged(self) -> jax.Array:
@@ -146,9 +149,18 @@ class InformationPenalty:
       network input, each with its own ``noise`` (empty for teacher-student data);
     * ``sizes``: ``(n_0, ..., n_m)`` of the network layers ``1..m``, ``m >= max(layer)``;
     * ``activations``: their activations (``linear``, ``relu``, ``hardtanh``, ``probit``);
-    * ``last_noise``: noise variance of the measured layer (hidden network layers get 0);
+    * ``last_noise``: noise variance of the measured layer;
+    * ``hidden_noise``: noise variance of the network layers before it (default 0: then
+      ``I(X; T_l) = I(T_l; T_{l-1})``; above 0, ``I(X; T_l)`` of the noisy network through
+      its conditional chain, differentiated implicitly whatever ``gradient`` says);
+    * ``noise_position``: ``"before"`` the activation (default), ``"after"`` or ``"both"``;
     * ``tol``, ``max_iter``, ``method``: passed to ``jaxreplica.solve``;
-    * ``gradient``: ``"envelope"`` (default) or ``"implicit"``.
+    * ``gradient``: ``"envelope"`` (default) or ``"implicit"``;
+    * ``solve_every``: solve the fixed points at every ``k``-th call only (default 1:
+      every call). In between, the value and gradient are the potential's at the last
+      fixed point and the current singular values (the envelope formula at a point that
+      lags behind by fewer than ``k`` optimizer steps: its error is second order in the
+      fixed point's drift). Needs ``gradient="envelope"`` and noiseless hidden layers.
 
     Calling it, ``penalty(singular_values, state)``, returns ``(P, new_state)``
     (:func:`information_penalty`); it is pure, jittable, and differentiable in the
@@ -162,10 +174,13 @@ class InformationPenalty:
     activations: tuple
     generative: tuple = ()
     last_noise: float = 1e-5
+    hidden_noise: float = 0.0
+    noise_position: str = "before"
     tol: float = 1e-8
     max_iter: int = 1000
     method: str = "vamp"
     gradient: str = "envelope"
+    solve_every: int = 1
 
     def __post_init__(self):
         betas = self.betas.items() if isinstance(self.betas, Mapping) else self.betas
@@ -195,6 +210,12 @@ class InformationPenalty:
                 raise ValueError(f"activations: layer {k + 1} is {activations[k]!r}, which has no replica channel")
         if not self.last_noise > 0:
             raise ValueError(f"last_noise must be positive, got {self.last_noise!r}")
+        if not self.hidden_noise >= 0:
+            raise ValueError(f"hidden_noise must be non-negative, got {self.hidden_noise!r}")
+        check_position(self.noise_position)
+        if self.hidden_noise > 0 and self.generative:
+            raise ValueError("hidden_noise: I(X; T_l) of a noisy network behind a generative data model is not "
+                             "computed; use teacher-student data (no generative layers)")
         if not self.tol > 0:
             raise ValueError(f"tol must be positive, got {self.tol!r}")
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
@@ -202,6 +223,11 @@ class InformationPenalty:
         check_method(self.method)
         if self.gradient not in ("envelope", "implicit"):
             raise ValueError(f"gradient must be 'envelope' or 'implicit', got {self.gradient!r}")
+        every = self.solve_every
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"solve_every must be a positive integer, got {every!r}")
+        if every > 1 and (self.gradient != "envelope" or self.hidden_noise > 0):
+            raise ValueError("solve_every > 1 needs gradient='envelope' and hidden_noise=0")
         for g in self.generative:
             if g.noise is None:
                 raise ValueError("generative layers must carry their own noise")
@@ -256,8 +282,8 @@ class InformationPenalty:
         """The chain ``prior -> generative -> network layers 1..layer`` (traceable in the spectra)."""
         network = [SpectralLayer(spectra[k], self.sizes[k + 1] / self.sizes[k], self.activations[k])
                    for k in range(layer)]
-        return chain_from_spectra(self.prior, list(self.generative) + network, hidden_noise=0.0,
-                                  last_noise=self.last_noise)
+        return chain_from_spectra(self.prior, list(self.generative) + network, hidden_noise=self.hidden_noise,
+                                  last_noise=self.last_noise, noise_position=self.noise_position)
 
     # ---- evaluation
 
@@ -284,8 +310,10 @@ class InformationPenalty:
 
     def describe(self) -> dict:
         """JSON-able settings."""
-        return {"betas": {str(l): b for l, b in self.betas}, "last_noise": self.last_noise, "tol": self.tol,
-                "max_iter": self.max_iter, "method": self.method, "gradient": self.gradient}
+        return {"betas": {str(l): b for l, b in self.betas}, "last_noise": self.last_noise,
+                "hidden_noise": self.hidden_noise, "noise_position": self.noise_position, "tol": self.tol,
+                "max_iter": self.max_iter, "method": self.method, "gradient": self.gradient,
+                "solve_every": int(self.solve_every)}
 
 
 def network_information(network, data, layers: Sequence[int], **settings) -> np.ndarray:
@@ -320,25 +348,37 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
     and a zero gradient.
     """
     spectra = penalty.spectra(singular_values)
+    # Noiseless hidden layers: I(X; T_l) = I(T_l; T_{l-1}); noisy ones: through H(T_l | X).
+    noisy = penalty.hidden_noise > 0
+    information = (lambda sol: sol.mutual_information) if noisy else (lambda sol: sol.last_layer_information)
     fixed, mis, convs, iters = [], [], [], []
     total = jnp.zeros(())
+    calls = jnp.zeros((), jnp.int32) if state is None else state.calls
+    lagged = state is not None and penalty.solve_every > 1
     for i, (layer, beta) in enumerate(penalty.betas):
         init = None if state is None else state.fixed_points[i]
         frozen_chain = jax.lax.stop_gradient(penalty.chain(spectra, layer))
-        sol = solve(frozen_chain, penalty.method, init=init, tol=penalty.tol, max_iter=penalty.max_iter)
-        op = jax.lax.stop_gradient(sol.fixed_point)
-        ok = sol.converged & jnp.isfinite(sol.last_layer_information)
+
+        def solved(chain=frozen_chain, init=init):
+            sol = solve(chain, penalty.method, init=init, tol=penalty.tol, max_iter=penalty.max_iter)
+            return sol.fixed_point, sol.converged & jnp.isfinite(information(sol)), sol.iterations.astype(jnp.int32)
+
+        if lagged:
+            skip = lambda init=init: (init, jnp.asarray(True), jnp.zeros((), jnp.int32))  # noqa: E731
+            op, ok, iterations = jax.lax.cond(calls % penalty.solve_every == 0, solved, skip)
+        else:
+            op, ok, iterations = solved()
+        op = jax.lax.stop_gradient(op)
         keep = init if init is not None else _fallback_point(op)
         point = tree_where(ok, op, keep)
         gated = [_gate(s, ok) for s in spectra[:layer]]
         chain = penalty.chain(gated, layer)
-        if penalty.gradient == "envelope":
+        if penalty.gradient == "envelope" and not noisy:
             _, value = envelope_quantities(chain, point)
         else:
             # the engine's implicit derivative (custom_jvp); from the converged point the
             # iteration stops at once, so this adds one sweep and the tangent solve.
-            value = solve(chain, penalty.method, init=point, tol=penalty.tol,
-                             max_iter=penalty.max_iter).last_layer_information
+            value = information(solve(chain, penalty.method, init=point, tol=penalty.tol, max_iter=penalty.max_iter))
         prev = jnp.asarray(jnp.nan) if state is None else state.mutual_information[i]
         stale = jnp.where(jnp.isfinite(prev), prev, 0.0)
         term = jnp.where(ok, value, jax.lax.stop_gradient(stale))
@@ -346,9 +386,9 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
         fixed.append(point)
         mis.append(jnp.where(ok, jax.lax.stop_gradient(value), prev))
         convs.append(ok)
-        iters.append(sol.iterations)
+        iters.append(jnp.asarray(iterations, jnp.int32))
     new_state = PenaltyState(fixed_points=tuple(fixed), mutual_information=jnp.stack(mis),
-                             converged=jnp.stack(convs), iterations=jnp.stack(iters))
+                             converged=jnp.stack(convs), iterations=jnp.stack(iters), calls=calls + 1)
     return total, new_state
 
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreplica._struct import pytree
+from jaxreplica.activations import check_position
 from jaxreplica.chain import SpectralLayer, chain_from_spectra
 from jaxreplica.exact import gaussian_entropy
 from jaxreplica.solvers import check_method, solve
@@ -42,7 +43,7 @@ __all__ = ["Tracking", "Tracker", "exact_linear_information", "default_track_lay
 
 def exact_linear_information(prior_var: float, generative: Sequence[tuple[np.ndarray, float]],
                              weights: Sequence[np.ndarray], *, hidden_noise: float = 0.0,
-                             last_noise: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+                             last_noise: float = 1e-5, noise_position: str = "before") -> tuple[np.ndarray, np.ndarray]:
     """Exact ``H(T_l)/n_0`` and ``I(X; T_l)/n_0``, ``l = 1..m``, of a linear chain on Gaussian data.
 
     First variable ``N(mu, prior_var I_{n_0})``; generative layers ``(W, noise)`` lead
@@ -55,12 +56,16 @@ def exact_linear_information(prior_var: float, generative: Sequence[tuple[np.nda
         H(T_l) = log det(2 pi e Sigma_l) / 2,   H(T_l | X) = log det(2 pi e N_l) / 2,
         I(X; T_l) = H(T_l) - H(T_l | X),
 
-    all divided by ``n_0``. ``N_l`` is the covariance of ``T_l`` given ``X``.
+    all divided by ``n_0``. ``N_l`` is the covariance of ``T_l`` given ``X``. For a
+    linear layer noise before and after the activation add up: ``noise_position="both"``
+    doubles both variances.
     """
     if not prior_var > 0:
         raise ValueError(f"prior_var must be positive, got {prior_var!r}")
     if not last_noise > 0:
         raise ValueError(f"last_noise must be positive, got {last_noise!r}")
+    factor = 2.0 if check_position(noise_position) == "both" else 1.0
+    hidden_noise, last_noise = factor * hidden_noise, factor * last_noise
     dims = [w.shape[1] for w, _ in generative] + [w.shape[1] for w in weights]
     if not weights:
         raise ValueError("weights: at least one network layer is needed")
@@ -91,6 +96,8 @@ class Tracking:
     * ``layers``: track ``T_1..T_layers`` (default: the leading run of USV layers);
     * ``hidden_noise`` (default 0) and ``last_noise`` (default ``1e-5``): noise
       variances of the layers before the measured one and of the measured one;
+    * ``noise_position``: where that noise enters, ``"before"`` the activation
+      (default), ``"after"`` it or ``"both"`` (see :func:`jaxreplica.activations.channel`);
     * ``tol``, ``max_iter``, ``method``: passed to ``jaxreplica.solve``;
     * ``exact``: also record exact log-determinant values (default: when the
       network's tracked layers and the data model are linear and the prior Normal).
@@ -100,12 +107,13 @@ class Tracking:
     layers: int | None = None
     hidden_noise: float = 0.0
     last_noise: float = 1e-5
+    noise_position: str = "before"
     tol: float = 1e-8
     max_iter: int = 1000
     method: str = "vamp"
     exact: bool | None = None
 
-    _static = ("every", "layers", "hidden_noise", "last_noise", "tol", "max_iter", "method", "exact")
+    _static = ("every", "layers", "hidden_noise", "last_noise", "noise_position", "tol", "max_iter", "method", "exact")
 
     def __post_init__(self):
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0:
@@ -119,6 +127,7 @@ class Tracking:
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         check_method(self.method)
+        check_position(self.noise_position)
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,7 +160,7 @@ class Tracker:
         net = [SpectralLayer(np.asarray(spectra[k], np.float64), self.alphas[k], self.activations[k])
                for k in range(l)]
         return chain_from_spectra(self.prior, self.generative + net, hidden_noise=self.tracking.hidden_noise,
-                                  last_noise=self.tracking.last_noise)
+                                  last_noise=self.tracking.last_noise, noise_position=self.tracking.noise_position)
 
     def step(self, spectra: Sequence[np.ndarray]):
         """Returns entropy (m,), mutual information (m,), converged (m,), iterations (m,), failures [(l, reason)]."""
@@ -189,12 +198,13 @@ class Tracker:
 
     def _information(self, sol, l: int) -> tuple[float, str]:
         if self.tracking.hidden_noise > 0 and l > 1:
-            return math.nan, "I(X; T_l) is not given by the replica formula with noisy hidden layers"
-        value = getattr(sol, "last_layer_information", None)
-        if value is None:
             if self.generative:
-                return math.nan, "engine gives no last_layer_information"
-            value = sol.mutual_information
+                # The solution's I is then about the data model's first variable.
+                return math.nan, "I(X; T_l) with noisy hidden layers behind a generative data model is not computed"
+            value = sol.mutual_information  # I(X; T_l) through the conditional chain
+        else:
+            # Noiseless layers before T_l: I(X; T_l) = I(T_l; T_{l-1}), also behind generative layers.
+            value = sol.last_layer_information
         value = float(np.asarray(value))
         return value, ("" if math.isfinite(value) else f"non-finite mutual information {value}")
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxreplica.activations import channel, has_channel
+from jaxreplica.activations import ACTIVATIONS, channel, check_position, has_channel
 from jaxreplica.batched import batch_mesh, describe_mesh, solve_layers_batched, stack_chains
 from jaxreplica.chain import Chain, SpectralLayer, chain_from_spectra
 from jaxreplica.channels import Switched
@@ -52,13 +52,16 @@ def demo_spectra(width: int = 1000, weight_seed: int = 42):
     return spectra(draw_weights(width, weight_seed))
 
 
-def figure2_chain(activation, eig1, eig2, sigma, noise: float = 1e-5) -> Chain:
-    """The two-layer chain with spectra ``sigma^2 eig_k``: a noiseless hidden layer and
-    ``noise`` before the last activation (a name, or a channel such as ``Switched``)."""
+def figure2_chain(activation, eig1, eig2, sigma, noise: float = 1e-5, hidden_noise=0.0,
+                  noise_position: str = "before") -> Chain:
+    """The two-layer chain with spectra ``sigma^2 eig_k``, ``noise`` at the last layer and
+    ``hidden_noise`` (default none) at the first, both entering at ``noise_position``
+    (``"before"`` the activation, ``"after"``, ``"both"``); ``activation`` is a name or a
+    channel such as ``Switched``."""
     s2 = sigma**2
     return chain_from_spectra(Normal(mean=0.0, var=1.0),
                               [SpectralLayer(eig1 * s2, 1.0, activation), SpectralLayer(eig2 * s2, 1.0, activation)],
-                              hidden_noise=0.0, last_noise=noise)
+                              hidden_noise=hidden_noise, last_noise=noise, noise_position=noise_position)
 
 
 def _check_activations(activations):
@@ -69,12 +72,17 @@ def _check_activations(activations):
             known = False
         if not known:
             raise ValueError(f"activations: unknown activation {name!r} (choose one with a replica channel: "
-                             "linear, relu, leaky_relu, hardtanh, probit)")
+                             f"{', '.join(n for n in ACTIVATIONS if has_channel(n))})")
 
 
 def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS, width=1000, noise=1e-5,
-              weight_seed=42, method="vamp", progress=True, devices=None):
+              weight_seed=42, method="vamp", progress=True, devices=None, hidden_noise=0.0,
+              noise_position="before"):
     """Replica ``H(T_1)``, ``H(T_2)`` (and ``I(X; T_l)``) for every activation and sigma.
+
+    ``noise`` is the measured layer's noise variance, ``hidden_noise`` the first layer's
+    when ``T_2`` is measured (default 0, the paper's setting), both entering at
+    ``noise_position`` (``"before"`` the activation, ``"after"`` or ``"both"``).
 
     Returns a dict with ``sigmas`` and, per activation, lists ``H1, H2, I1, I2`` and
     ``converged`` (per sigma, one flag per layer).
@@ -99,8 +107,13 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
         raise ValueError("sigmas must be a non-empty list of positive numbers")
     if not noise > 0:
         raise ValueError(f"noise must be positive (got {noise})")
+    if not hidden_noise >= 0:
+        raise ValueError(f"hidden_noise must be non-negative (got {hidden_noise})")
+    check_position(noise_position)
     eig1, eig2 = demo_spectra(width, weight_seed)
     out = {"sigmas": sig.tolist(), "width": width, "noise": noise, "seed": weight_seed, "method": method, "curves": {}}
+    if hidden_noise or noise_position != "before":
+        out.update(hidden_noise=hidden_noise, noise_position=noise_position)
     mesh = None
     if devices is not None:
         mesh = batch_mesh(devices)
@@ -108,7 +121,8 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
         out["processes"] = jax.process_count()
     if mesh is None:
         results, out["compile_seconds"], out["solve_seconds"], out["threads"] = replica_curves(
-            activations, sig, eig1, eig2, noise, method, progress)
+            activations, sig, eig1, eig2, noise, method, progress, hidden_noise=hidden_noise,
+            noise_position=noise_position)
     bar = tqdm(activations, desc="sweep", disable=not progress or mesh is None)
     for name in bar:
         bar.set_postfix_str(name)
@@ -116,7 +130,8 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
         if mesh is None:
             H, I, conv = results[name]
         else:
-            chains = stack_chains([figure2_chain(name, eig1, eig2, float(s), noise) for s in sig])
+            chains = stack_chains([figure2_chain(name, eig1, eig2, float(s), noise, hidden_noise, noise_position)
+                                   for s in sig])
             lay = solve_layers_batched(chains, mesh=mesh, method=method)
             H, I, conv = lay.entropy, lay.mutual_information, lay.converged
         H = np.asarray(jax.block_until_ready(H))
@@ -130,7 +145,8 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
     return out
 
 
-def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", progress=True, vectorize=None):
+def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", progress=True, vectorize=None, *,
+                   hidden_noise=0.0, noise_position="before"):
     """``H(T_l)``, ``I(X; T_l)`` of the Figure-2 chain (spectra ``sigma^2 eig_k``) for
     every activation and sigma, with one compiled program (see :func:`run_sweep`).
 
@@ -141,7 +157,9 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     (the solutions agree to round-off; the test suite compares with
     :func:`jaxreplica.solve_layers`). With ``method="fixed_point"``, whose theta roots
     the all-ones spectrum of ``O`` lacks, ``T_1`` is solved as its own one-layer chain
-    instead. The activation is data (:class:`jaxreplica.Switched`).
+    instead. The activation is data (:class:`jaxreplica.Switched`). ``hidden_noise``
+    and ``noise_position`` as in :func:`run_sweep` (a noisy first layer of ``T_2`` makes
+    the program solve its conditional chain too).
 
     ``vectorize`` (default: on accelerators) runs one ``vmap`` over the sigmas per
     activation and layer, both then unbatched so that every ``lax.switch`` runs one
@@ -161,20 +179,24 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     def one(index, sigma, deep):
         s2 = sigma**2
         switched = lambda i: Switched(options=options, index=i)  # noqa: E731
+        # T_1's chain has the noiseless orthogonal layer first (a known zero keeps the
+        # conditional chain out of the program when no layer of T_2 is noisy either).
+        first_noise = jnp.where(deep, hidden_noise, 0.0) if hidden_noise else 0.0
         if method == "vamp":
             chain = chain_from_spectra(Normal(mean=0.0, var=1.0), [
                 SpectralLayer(jnp.where(deep, eig1 * s2, ones), 1.0, switched(jnp.where(deep, index, linear))),
                 SpectralLayer(jnp.where(deep, eig2 * s2, eig1 * s2), 1.0, switched(index))],
-                hidden_noise=0.0, last_noise=noise)
+                hidden_noise=first_noise, last_noise=noise, noise_position=noise_position)
             sol = solve(chain, method)
             return sol.entropy, sol.mutual_information, sol.converged
         # The fixed-point scheme needs the theta root of every ensemble, which the
         # all-ones spectrum of O lacks once A V > 1/4; it solves T_1's own one-layer chain
         # (a second solver loop in the program; under lax.map only one branch runs).
-        chain = figure2_chain(switched(index), eig1, eig2, sigma, noise)
+        chain = figure2_chain(switched(index), eig1, eig2, sigma, noise, hidden_noise, noise_position)
+        shallow = chain_from_spectra(Normal(mean=0.0, var=1.0), [SpectralLayer(eig1 * s2, 1.0, switched(index))],
+                                     last_noise=noise, noise_position=noise_position)
         fields = lambda sol: (sol.entropy, sol.mutual_information, sol.converged)  # noqa: E731
-        return jax.lax.cond(deep, lambda: fields(solve(chain, method)),
-                            lambda: fields(solve(chain.truncated(1, noise), method)))
+        return jax.lax.cond(deep, lambda: fields(solve(chain, method)), lambda: fields(solve(shallow, method)))
 
     if vectorize is None:
         vectorize = jax.default_backend() != "cpu"

@@ -1,0 +1,166 @@
+"""The library path as users write it: the Figure-2 entropies from ``jax.vmap`` of ``jr.solve``.
+
+    python bench/bench_library.py              # cold (empty cache), cold (filled cache), warm
+    python bench/bench_library.py --quick      # 3 sigmas instead of 9 (a smoke run)
+
+For each activation (linear, hardtanh, ReLU) and depth (one and two layers of the
+paper's 1000-wide demo weights), ``jax.vmap(lambda s: jr.solve(chain(s)).entropy)`` over
+the 9 weight scales of the sweep, timed
+
+* in a first process with an empty persistent compilation cache ("cold"),
+* in a second process that finds the first one's compiled programs on disk ("cached"),
+* in the second process again, the programs loaded ("warm"),
+
+plus the demo chain (1000-wide ReLU -> hardtanh) solved warm with ``jr.solve`` and with
+``jax.jit(jr.solve)``. The original implementation's times are the ones recorded in
+``tests/data`` on a 2-core machine (its demo chain 4.07 s, the 54-entropy Figure-2 sweep
+265 s; it is not installed here to be timed in the same run). Prints a table and writes ``bench/results/library.json``; every value computed is
+recorded, and the cold, cached and warm values are compared with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+DATA = HERE.parent / "tests" / "data"
+ACTIVATIONS = ("linear", "hardtanh", "relu")
+CHANNELS = {"linear": "Linear", "hardtanh": "HardTanh", "relu": "ReLU"}
+
+
+def child(sigmas: int) -> dict:
+    """Runs in a fresh process: imports, then the user code twice (first and warm)."""
+    t_import = time.perf_counter()
+    import jax
+    import numpy as np
+
+    import jaxreplica as jr
+    from jaxreplica.experiments.figure2 import DEFAULT_SIGMAS, demo_spectra
+
+    imported = time.perf_counter() - t_import
+    eig1, eig2 = demo_spectra(1000, 42)
+    sig = jax.numpy.asarray(np.asarray(DEFAULT_SIGMAS)[:: 9 // sigmas][:sigmas])
+
+    def chain(activation, depth, s):
+        spectra = (eig1, eig2)[:depth]
+        channel = getattr(jr, CHANNELS[activation])
+        layers = [(jr.Empirical(eigenvalues=s**2 * e, alpha=1.0), channel(noise=0.0)) for e in spectra[:-1]]
+        layers.append((jr.Empirical(eigenvalues=s**2 * spectra[-1], alpha=1.0), channel(noise=1e-5)))
+        return jr.Chain(prior=jr.Normal(), layers=layers)
+
+    def sweep():
+        out, times = {}, {}
+        for activation in ACTIVATIONS:
+            for depth in (1, 2):
+                start = time.perf_counter()
+                values = jax.vmap(lambda s: jr.solve(chain(activation, depth, s)).entropy)(sig)
+                out[f"{activation}/{depth}"] = np.asarray(jax.block_until_ready(values)).tolist()
+                times[f"{activation}/{depth}"] = time.perf_counter() - start
+        return out, times
+
+    start = time.perf_counter()
+    first, first_times = sweep()
+    first_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    warm, warm_times = sweep()
+    warm_seconds = time.perf_counter() - start
+
+    spectra = np.load(DATA / "spectra.npz")
+    demo = jr.Chain(prior=jr.Normal(), layers=[
+        (jr.Empirical(eigenvalues=spectra["seed42_1000x1000_a"], alpha=1.0), jr.ReLU(noise=0.0)),
+        (jr.Empirical(eigenvalues=spectra["seed42_1000x1000_b"], alpha=1.0), jr.HardTanh(noise=1e-5))])
+    jitted = jax.jit(jr.solve)
+    demo_times = {}
+    for name, fn in (("solve", jr.solve), ("jit(solve)", jitted)):
+        fn(demo).entropy.block_until_ready()  # compile (or load)
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            value = fn(demo).entropy.block_until_ready()
+            runs.append(time.perf_counter() - start)
+        demo_times[name] = {"median": float(np.median(runs)), "min": float(np.min(runs)), "value": float(value)}
+    return {"import_seconds": imported, "first_seconds": first_seconds, "warm_seconds": warm_seconds,
+            "first_times": first_times, "warm_times": warm_times, "first": first, "warm": warm, "demo": demo_times,
+            "sigmas": np.asarray(sig).tolist(), "cache_dir": str(jr.CACHE_DIR)}
+
+
+def reference_seconds() -> tuple[float, float]:
+    """The original implementation's recorded times on a 2-core machine: its demo chain and
+    the 54-entropy Figure-2 sweep (tests/data)."""
+    models = json.loads((DATA / "dnner_models.json").read_text())["cases"]
+    demo = next(c["reference_seconds"] for c in models if c["name"] == "demo_relu_hardtanh")
+    sweep = json.loads((DATA / "fig2_sweep.json").read_text())["reference_seconds_total"]
+    return demo, sweep["earlier_run_other_2core_machine"]
+
+
+def run_child(cache: str, sigmas: int) -> dict:
+    env = dict(os.environ, JAXREPLICA_CACHE_DIR=cache)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--child", "--sigmas", str(sigmas)], env=env,
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = time.perf_counter() - start
+    return result
+
+
+def max_difference(a: dict, b: dict) -> float:
+    return max(abs(x - y) for key in a for x, y in zip(a[key], b[key]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="3 weight scales instead of 9")
+    p.add_argument("--sigmas", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=pathlib.Path, default=HERE / "results" / "library.json")
+    args = p.parse_args(argv)
+    sigmas = args.sigmas or (3 if args.quick else 9)
+    if args.child:
+        print(json.dumps(child(sigmas)))
+        return 0
+    with tempfile.TemporaryDirectory() as cache:
+        cold = run_child(cache, sigmas)
+        cached = run_child(cache, sigmas)
+    ref_demo, ref_sweep = reference_seconds()
+    ref_sweep *= 6 * sigmas / 54
+    rows = [
+        ("Figure-2 entropies, user code, first process (empty cache)", cold["first_seconds"]),
+        ("same, second process (persistent cache filled)", cached["first_seconds"]),
+        ("same, warm (second call in a process)", cached["warm_seconds"]),
+    ]
+    print(f"{6 * sigmas} entropies: 3 activations x 2 depths x {sigmas} weight scales, jax.vmap of jr.solve")
+    print(f"original implementation (recorded): demo chain {ref_demo:.2f} s; the same entropies {ref_sweep:.0f} s")
+    print(f"{'what':<62} {'seconds':>9} {'vs original':>12}")
+    for name, seconds in rows:
+        print(f"{name:<62} {seconds:9.2f} {ref_sweep / seconds:11.0f}x")
+    for name in ("solve", "jit(solve)"):
+        d = cached["demo"][name]
+        print(f"{'demo chain warm, ' + name:<62} {d['median']:9.4f} {ref_demo / d['median']:11.0f}x")
+    print(f"process wall time: cold {cold['process_seconds']:.1f} s, cached {cached['process_seconds']:.1f} s "
+          f"(imports {cold['import_seconds']:.1f} s)")
+    diffs = {"cold_vs_cached": max_difference(cold["first"], cached["first"]),
+             "cached_vs_warm": max_difference(cached["first"], cached["warm"])}
+    print(f"largest difference between runs: {max(diffs.values()):.1e}")
+    result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpus": os.cpu_count(), "python": platform.python_version()},
+              "sigmas": cold["sigmas"], "reference": {"demo_seconds": ref_demo, "sweep_seconds": ref_sweep},
+              "cold": cold, "cached": cached, "differences": diffs,
+              "speedups": {"cold": ref_sweep / cold["first_seconds"], "cached": ref_sweep / cached["first_seconds"],
+                           "warm": ref_sweep / cached["warm_seconds"]}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
