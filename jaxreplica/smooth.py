@@ -45,9 +45,8 @@ teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks), ``
 and differentiable (derivatives flow through the nodes, as in
 :mod:`jaxreplica.quadrature`).
 
-Accuracy (docs/theory.md, "Scalar channels"): against SciPy adaptive quadrature every
-core function agrees to better than 1e-7 for ``A`` from 1e-2 to 1e5, ``V`` from 1e-6 to
-``rho`` and noises from 1e-5 to 1e-1 (tests/test_smooth.py).
+Accuracy: tests/test_smooth.py compares every core function with SciPy adaptive
+quadrature (docs/theory.md, "Scalar channels").
 """
 
 from __future__ import annotations
