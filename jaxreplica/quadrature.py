@@ -87,7 +87,7 @@ class QuadratureConfig:
     # smooth_tail levels geometric towards each end of the window. Outer nodes are
     # processed smooth_chunk at a time.
     smooth_average_segments: int = 32
-    smooth_teacher_segments: int = 8
+    smooth_teacher_segments: int = 16
     smooth_teacher_legendre: int = 8
     smooth_teacher_width: float = 10.0
     smooth_hermite_w: int = 8
