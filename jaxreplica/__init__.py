@@ -20,6 +20,7 @@ CACHE_DIR = _cache.configure()
 
 from jaxreplica.priors import Normal, Bimodal, SpikeSlab  # noqa: E402
 from jaxreplica.channels import Linear, ReLU, LeakyReLU, HardTanh, Probit, Switched  # noqa: E402
+from jaxreplica.smooth_channels import Tanh, Sigmoid, Softplus, ELU, Erf, Activation  # noqa: E402
 from jaxreplica.ensembles import Gaussian, Empirical  # noqa: E402
 from jaxreplica.chain import Chain, SpectralLayer, chain_from_spectra  # noqa: E402
 from jaxreplica.potential import OrderParameters, phi  # noqa: E402
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Normal", "Bimodal", "SpikeSlab",
     "Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched",
+    "Tanh", "Sigmoid", "Softplus", "ELU", "Erf", "Activation",
     "Gaussian", "Empirical", "Chain", "SpectralLayer", "chain_from_spectra", "OrderParameters", "phi", "QuadratureConfig",
     "VAMP", "FixedPoint", "Solution", "Branches", "LayerSolutions", "Status",
     "solve", "solve_layers", "stationarity", "exact", "estimators",

@@ -12,6 +12,11 @@ relu        ``max(0, z)``                       ``ReLU``
 leaky_relu  ``z`` if ``z > 0`` else ``0.1 z``   ``LeakyReLU`` (slope 0.1)
 hardtanh    ``clip(z, -1, 1)``                  ``HardTanh(threshold=1)``
 probit      ``sign(z)``                         ``Probit``
+tanh        ``tanh(z)``                         ``Tanh``
+sigmoid     ``1/(1 + exp(-z))``                 ``Sigmoid``
+softplus    ``log(1 + exp(z))``                 ``Softplus``
+elu         ``z`` if ``z > 0`` else ``e^z - 1``  ``ELU`` (alpha 1)
+erf         ``erf(z)``                          ``Erf``
 softmax     ``exp(z_i) / sum_j exp(z_j)``       none (a network's output only)
 ==========  ==================================  ==============================
 
@@ -21,8 +26,8 @@ original Keras code's ``2 hard_sigmoid(2.5 z) - 1``, which is ``clip(z, -1, 1)``
 entropies, not for training.
 
 The functions are plain ``jax.numpy`` expressions (fast, with the usual gradients);
-:func:`channel` gives the engine's piecewise description of the same map, whose
-``activation`` method agrees with them away from the kinks.
+:func:`channel` gives the engine's description of the same map (piecewise affine or
+smooth), whose ``activation`` method agrees with them away from the kinks.
 """
 
 from __future__ import annotations
@@ -33,17 +38,19 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import erf
 
-from jaxreplica.channels import HardTanh, LeakyReLU, Linear, Probit, ReLU
 from jaxreplica._struct import concrete
 from jaxreplica.channel import Channel
+from jaxreplica.channels import HardTanh, LeakyReLU, Linear, Probit, ReLU
+from jaxreplica.smooth_channels import ELU, Erf, Sigmoid, Softplus, Tanh
 
-__all__ = ["ACTIVATIONS", "ALIASES", "NOISE_POSITIONS", "Activation", "canonical", "channel", "check_position", "function",
-           "has_channel"]
+__all__ = ["ACTIVATIONS", "ALIASES", "NOISE_POSITIONS", "ActivationRow", "canonical", "channel", "check_position",
+           "function", "has_channel"]
 
 
 @dataclass(frozen=True)
-class Activation:
+class ActivationRow:
     """One row of the table: ``function(z)`` on arrays and the channel class (``None``
     where the replica formula has no channel)."""
 
@@ -51,13 +58,18 @@ class Activation:
     channel: type | None
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    "linear": Activation(lambda z: z, Linear),
-    "relu": Activation(lambda z: jnp.maximum(z, 0.0), ReLU),
-    "leaky_relu": Activation(lambda z: jnp.where(z > 0, z, LeakyReLU.slope * z), LeakyReLU),
-    "hardtanh": Activation(lambda z: jnp.clip(z, -1.0, 1.0), HardTanh),
-    "probit": Activation(jnp.sign, Probit),
-    "softmax": Activation(lambda z: jax.nn.softmax(z, axis=-1), None),
+ACTIVATIONS: dict[str, ActivationRow] = {
+    "linear": ActivationRow(lambda z: z, Linear),
+    "relu": ActivationRow(lambda z: jnp.maximum(z, 0.0), ReLU),
+    "leaky_relu": ActivationRow(lambda z: jnp.where(z > 0, z, LeakyReLU.slope * z), LeakyReLU),
+    "hardtanh": ActivationRow(lambda z: jnp.clip(z, -1.0, 1.0), HardTanh),
+    "probit": ActivationRow(jnp.sign, Probit),
+    "tanh": ActivationRow(jnp.tanh, Tanh),
+    "sigmoid": ActivationRow(jax.nn.sigmoid, Sigmoid),
+    "softplus": ActivationRow(jax.nn.softplus, Softplus),
+    "elu": ActivationRow(jax.nn.elu, ELU),
+    "erf": ActivationRow(erf, Erf),
+    "softmax": ActivationRow(lambda z: jax.nn.softmax(z, axis=-1), None),
 }
 ALIASES = {"sign": "probit", "identity": "linear"}
 

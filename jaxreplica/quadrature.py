@@ -78,6 +78,25 @@ class QuadratureConfig:
     # Graded segments reach from the kink's scale to the rule's far end (ratio capped
     # at grade_ratio); False: fixed ratio grade_ratio, whatever the reach.
     adaptive_grading: bool = True
+    # Smooth activations (jaxreplica.smooth). One-dimensional averages (E t^2, E log phi'):
+    # smooth_average_segments uniform segments over +-half_width sd. Teacher: y0 on smooth_teacher_segments
+    # uniform segments of smooth_teacher_legendre nodes over +-smooth_teacher_width sd,
+    # w and xi on Gauss-Hermite nodes. Each posterior: composite Gauss-Legendre
+    # (smooth_legendre nodes a segment) on the merged grid of smooth_grid uniform
+    # segments in u and smooth_levels uniform levels of the likelihood in t, with
+    # smooth_tail levels geometric towards each end of the window. Outer nodes are
+    # processed smooth_chunk at a time.
+    smooth_average_segments: int = 32
+    smooth_teacher_segments: int = 16
+    smooth_teacher_legendre: int = 8
+    smooth_teacher_width: float = 10.0
+    smooth_hermite_w: int = 8
+    smooth_hermite_xi: int = 8
+    smooth_grid: int = 4
+    smooth_levels: int = 7
+    smooth_tail: int = 4
+    smooth_legendre: int = 12
+    smooth_chunk: int = 256
 
     def for_output(self) -> "QuadratureConfig":
         return dataclasses.replace(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy import integrate
+from scipy import integrate, optimize
+from scipy import special as _special
 
 
 def spikeslab_linear_replica(rho, alpha, delta, E0, iterations=8):
@@ -136,3 +139,116 @@ def conditional_output_entropy(kind, noise, noise_after, rho):
     sd = np.sqrt(rho)
     return integrate.quad(lambda z: entropy_given(z) * norm.pdf(z, 0.0, sd), -9 * sd, 9 * sd,
                           points=kinks or None, limit=200, epsabs=1e-12, epsrel=1e-11)[0]
+
+
+# Strictly increasing smooth activations: (phi, phi') as scalar functions (math module).
+def _elu(x):
+    return x if x > 0 else math.expm1(x)
+
+
+SMOOTH = {
+    "tanh": (math.tanh, lambda x: 1.0 / math.cosh(x) ** 2),
+    "sigmoid": (lambda x: 0.5 * (1.0 + math.tanh(0.5 * x)), lambda x: 0.25 / math.cosh(0.5 * x) ** 2),
+    "softplus": (lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))), lambda x: 0.5 * (1.0 + math.tanh(0.5 * x))),
+    "elu": (_elu, lambda x: 1.0 if x > 0 else math.exp(x)),
+    "erf": (math.erf, lambda x: 2.0 / math.sqrt(math.pi) * math.exp(-x * x)),
+    "arctan": (math.atan, lambda x: 1.0 / (1.0 + x * x)),
+}
+
+# log phi', written so that it does not underflow in the tails.
+LOG_SLOPE = {
+    "tanh": lambda x: math.log(4.0) - 2.0 * abs(x) - 2.0 * math.log1p(math.exp(-2.0 * abs(x))),
+    "sigmoid": lambda x: -abs(x) - 2.0 * math.log1p(math.exp(-abs(x))),
+    "softplus": lambda x: -math.log1p(math.exp(-x)) if x > 0 else x - math.log1p(math.exp(x)),
+    "elu": lambda x: 0.0 if x > 0 else x,
+    "erf": lambda x: math.log(2.0 / math.sqrt(math.pi)) - x * x,
+    "arctan": lambda x: -math.log1p(x * x),
+}
+
+_TOL = dict(epsabs=1e-12, epsrel=1e-11, limit=400)
+
+
+def _gauss(x):
+    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def smooth_moments(kind, noise, rho, bias=0.0):
+    """``(E phi(y + bias)^2, E log phi'(y + bias))``, ``y ~ N(0, rho + noise)``."""
+    phi, log_slope = SMOOTH[kind][0], LOG_SLOPE[kind]
+    sd = math.sqrt(rho + noise)
+    kink = [-bias / sd] if kind == "elu" else []
+    m2 = integrate.quad(lambda u: phi(sd * u + bias) ** 2 * _gauss(u), -40, 40, points=[0.0] + kink, **_TOL)[0]
+    mean_log_slope = integrate.quad(lambda u: log_slope(sd * u + bias) * _gauss(u), -40, 40,
+                                    points=[0.0] + kink, **_TOL)[0]
+    return m2, mean_log_slope
+
+
+def smooth_hidden(kind, A, V, noise, rho, bias=0.0, count=3, w_nodes=None):
+    """Hidden layer ``t = phi(z + xi + bias)`` at ``(A, V, rho)``:
+    ``(I_hidden - A E t^2/2, Ahat, Vhat)``.
+
+    With the observation ``b = sqrt(A) t + xi'`` (``xi' ~ N(0, 1)``; the field ``B`` is
+    ``sqrt(A) b``), ``Z = p(b | w)/N(b; 0, 1)``, so the reduced free entropy is
+    ``(1 + log 2 pi)/2 - E_w h(b | w)``; ``Ahat = E (d/dw log p(b | w))^2`` and
+    ``Vhat = E Var(t | b, w)``. For each ``w ~ N(0, rho - V)`` (``w_nodes`` Gauss-Hermite
+    nodes: the integrand is analytic in ``w``) an adaptive integral over ``b``, and
+    inside ``p(b | w)`` an adaptive integral over the prior variable ``u`` of
+    ``y = w + sqrt(s) u`` (``s = V + noise``), split where ``sqrt(A) phi(y) = b``.
+    ``count=1`` computes the free entropy only."""
+    base = SMOOTH[kind][0]
+    phi = lambda x: base(x + bias)  # noqa: E731
+    s = V + noise
+    sqs, sqa = math.sqrt(s), math.sqrt(A)
+    spread = math.sqrt(rho - V)
+
+    def kink(w):  # ELU's curvature jumps where y + bias = 0
+        u = -(w + bias) / sqs
+        return [u] if kind == "elu" and -9 < u < 9 else []
+
+    def inner(w, b):
+        # log p(b | w), Var(t | b, w) and d/dw log p(b | w) = E[u | b, w]/sqrt(s)
+        lo, hi = sqa * phi(w - 9 * sqs), sqa * phi(w + 9 * sqs)
+        pts = [0.0] + kink(w)
+        if lo < b < hi:
+            pts.append(optimize.brentq(lambda u: sqa * phi(w + sqs * u) - b, -9, 9, xtol=1e-14))
+        top = max(-0.5 * (b - sqa * phi(w + sqs * u)) ** 2 - 0.5 * u * u for u in pts + [-9.0, 9.0])
+
+        def f(u):
+            t = phi(w + sqs * u)
+            e = math.exp(-0.5 * (b - sqa * t) ** 2 - 0.5 * u * u - top)
+            return np.array([e, e * t, e * t * t, e * u])
+
+        m = integrate.quad_vec(f, -9, 9, points=sorted(set(pts)), epsabs=1e-13, epsrel=1e-11, norm="max")[0]
+        log_p = math.log(m[0]) + top - math.log(2.0 * math.pi)
+        mean_t = m[1] / m[0]
+        return log_p, max(m[2] / m[0] - mean_t * mean_t, 0.0), (m[3] / m[0]) / sqs
+
+    def given_w(w):
+        lo, hi = sqa * phi(w - 9 * sqs) - 10.0, sqa * phi(w + 9 * sqs) + 10.0
+
+        def g(b):
+            log_p, var, dw = inner(w, b)
+            return math.exp(log_p) * np.array([-log_p, dw * dw, var][:count])
+
+        pts = sorted({min(max(c, lo), hi) for c in (sqa * phi(w), lo + 10, hi - 10)})
+        return integrate.quad_vec(g, lo, hi, points=pts, epsabs=1e-12, epsrel=1e-11, norm="max")[0]
+
+    if spread == 0.0:
+        out = given_w(0.0)
+    elif w_nodes is None:  # adaptive in w as well
+        pts = sorted({0.0} | ({-bias / spread} if kind == "elu" and abs(bias / spread) < 9 else set()))
+        out = integrate.quad_vec(lambda x: given_w(spread * x) * _gauss(x), -9, 9, points=pts, epsabs=1e-12,
+                                 epsrel=1e-11, norm="max")[0]
+    else:
+        x, wx = np.polynomial.hermite_e.hermegauss(w_nodes)
+        out = sum(wi * given_w(spread * xi) for xi, wi in zip(x, wx)) / math.sqrt(2.0 * math.pi)
+    return (0.5 * (1.0 + math.log(2.0 * math.pi)) - out[0], *out[1:])
+
+
+def smooth_conditional_entropy(kind, noise, noise_after, rho):
+    """``E_z H(phi(z + xi) + eta | z)``, ``z ~ N(0, rho)``, ``xi ~ N(0, noise)``,
+    ``eta ~ N(0, noise_after)``: with ``b = (phi + eta)/sqrt(noise_after)`` it is
+    ``h(b | z) + log(noise_after)/2``, the hidden layer's ``h(b | w)`` at
+    ``A = 1/noise_after``, ``V = 0``."""
+    free = smooth_hidden(kind, 1.0 / noise_after, 0.0, noise, rho, count=1)[0]
+    return 0.5 * (1.0 + math.log(2.0 * math.pi)) - free + 0.5 * math.log(noise_after)

@@ -45,13 +45,17 @@ def test_bad_layout_raises():
 
 @pytest.mark.parametrize("scheme", [jr.VAMP, jr.FixedPoint])
 def test_both_layouts_give_the_same_solution(scheme):
-    """The starts one after the other (CPU default) or side by side (accelerator default)."""
+    """The starts one after the other (CPU default) or side by side (accelerator default).
+    Side by side every start runs to its end; one after the other, a start that enters the
+    basin of a point an earlier start converged to stops there and reports that point."""
     chain = _chain()
     a = jr.solve(chain, scheme(layout="map"))
     b = jr.solve(chain, scheme(layout="vmap"))
     assert bool(a.converged) and bool(b.converged)
     assert abs(float(a.entropy) - float(b.entropy)) < 1e-12
-    np.testing.assert_array_equal(np.asarray(a.branches.iterations), np.asarray(b.branches.iterations))
+    it_map, it_vmap = np.asarray(a.branches.iterations), np.asarray(b.branches.iterations)
+    assert it_map[0] == it_vmap[0] and np.all(it_map <= it_vmap) and it_map.sum() < it_vmap.sum(), (it_map, it_vmap)
+    np.testing.assert_allclose(np.asarray(a.branches.potential), np.asarray(b.branches.potential), rtol=0, atol=1e-9)
 
 
 def test_batched_looped_and_jitted_solves_are_equal():

@@ -1,0 +1,260 @@
+"""Channels whose activation is smooth and increasing: the shared machinery.
+
+The channels themselves (tanh, the logistic sigmoid, softplus, ELU, erf and a user's
+increasing function) are in :mod:`jaxreplica.smooth_channels`. Core functions (see
+:mod:`jaxreplica.channel`), with ``y = z + xi_in`` the pre-activation, ``s = V + noise``
+and ``t = phi(y + bias)``:
+
+*Last layer.* With noise before a strictly increasing ``phi`` the observation ``t``
+gives ``y`` back, so ``p(t | w) = N(y; w, s)/phi'(y + bias)`` and, in closed form,
+``I_last = -log(2 pi e s)/2 - E log phi'(y0 + bias)`` with ``y0 ~ N(0, rho + noise)``,
+``Ahat_last = 1/s`` (the linear channel's), and the extrinsic variance ``1/Ahat - V`` is
+``noise`` exactly. The one average ``E log phi'`` is a one-dimensional Gaussian rule.
+
+*Hidden layer.* ``Z(A, B, w, s) = int dy N(y; w, s) exp(-A phi^2/2 + B phi)`` with the
+teacher ``y0 ~ N(0, rho + noise)``, ``w | y0 ~ N(c1 y0, c1 s)`` (``c1 = (rho - V)/(rho +
+noise)``), ``t0 = phi(y0 + bias)``, ``B = A t0 + sqrt(A) xi``. In the prior's standardized
+variable ``u = (y - w)/sqrt(s)``, with ``q(u) = sqrt(A) (phi(y + bias) - t0) - xi``,
+
+    log Z - A t0^2/2 = sqrt(A) xi t0 + xi^2/2 + log int du N(u) exp(-q(u)^2/2),
+
+whose first term averages to zero and whose second to 1/2: nothing of size ``A`` is
+ever formed. The posterior on ``u`` (prior ``N(u)`` times likelihood ``exp(-q^2/2)``) has
+no closed form, so each teacher node ``(y0, w, xi)`` gets its own composite
+Gauss-Legendre rule in ``u``. The integrand changes on the scale 1 in ``u`` (the prior)
+and on the scale 1 in ``q`` (the likelihood: narrow where ``sqrt(A s) phi'`` is large,
+flat where ``phi`` saturates). The rule's breakpoints are the union of
+
+* ``smooth_grid`` segments uniform in ``u`` over the part of the prior's span
+  ``[-9, 9]`` (widened to hold the teacher) that the likelihood's window covers, and
+* levels of ``t`` uniform over that window (``|q| <= 9`` around the teacher, beyond
+  which the likelihood is below ``e^-40``), plus a few levels geometrically closer to
+  each end where ``phi`` bends into saturation, each mapped to ``u`` through ``phi^-1``
+  (closed forms for the built-ins; bracketed Newton steps for a user's function),
+
+merged by a sorting network, plus the activation's kinks (ELU's curvature jump).
+Every segment then spans at most about one unit of ``u`` and of ``q``, so the rule
+follows a narrow peak, a step (an observation beyond the range of ``phi``) or a
+prior-shaped tail without knowing which it meets. ``Vhat`` is the posterior variance of
+``t`` from the same nodes. ``d log Z/dw`` has two exact forms, ``<u>/sqrt(s)`` and (by
+parts) ``-sqrt(A) <q phi'>``; their average with weights ``lam/(1 + lam)`` and
+``1/(1 + lam)``, ``lam = A s phi'(teacher)^2``, is exact for a linear ``phi`` at any rule
+and keeps ``Ahat`` accurate both when the likelihood is flat and when it is sharp. The
+teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks), ``w`` and
+``xi`` by Gauss-Hermite. Sizes are ``QuadratureConfig.smooth_*``; everything is traced
+and differentiable (derivatives flow through the nodes, as in
+:mod:`jaxreplica.quadrature`).
+
+Accuracy: tests/test_smooth.py compares every core function with SciPy adaptive
+quadrature (docs/theory.md, "Scalar channels").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreplica.channel import Channel
+from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig, hermite_rule, kinked_gaussian_rule
+
+__all__ = ["SmoothChannel", "TINY", "EPS"]
+
+TINY = 1e-300
+EPS = 2.0**-53  # half an ulp of 1: t in (-1 + EPS, 1 - EPS) keeps atanh finite
+SPAN = 9.0  # the prior's span in u (mass 2e-19 outside)
+WINDOW = 9.0  # half-width of the likelihood's window in q (exp(-40.5))
+NEWTON_STEPS = 40
+TAIL_STEP = 1.0  # geometric ratio exp(-TAIL_STEP) of the levels towards each end
+
+
+class SmoothChannel(Channel):
+    """Shared machinery. A subclass defines ``_phi(x)`` (the activation without bias) and
+    may override ``_phi_and_slope`` (``phi`` and ``phi'`` together), ``_log_slope``
+    (``log phi'``), ``_inverse`` (``phi^-1`` on the closed range of ``phi``, finite) and
+    ``_kinks`` (points where ``phi'`` or ``phi''`` jumps, without bias)."""
+
+    def _phi(self, x):
+        raise NotImplementedError
+
+    def _phi_and_slope(self, x):
+        return jax.jvp(self._phi, (x,), (jnp.ones_like(x),))
+
+    def _log_slope(self, x):
+        return jnp.log(jnp.maximum(self._phi_and_slope(x)[1], TINY))
+
+    def _inverse(self, t, lo, hi):
+        """``x`` in ``[lo, hi]`` with ``phi(x) = t``, given ``phi(lo) <= t <= phi(hi)``:
+        Newton steps that bisect the bracket whenever they would leave it, run with the
+        derivative stopped, then one differentiable Newton step (the implicit derivative
+        ``1/phi'``)."""
+        t, lo, hi = jnp.broadcast_arrays(*jax.lax.stop_gradient((t, lo, hi)))
+        x = jnp.clip(0.5 * (lo + hi), lo, hi)
+
+        def step(_, carry):
+            x, lo, hi = carry
+            f, g = self._phi_and_slope(x)
+            f = f - t
+            lo, hi = jnp.where(f < 0, x, lo), jnp.where(f < 0, hi, x)
+            newton = x - f / jnp.where(g > 0, g, 1.0)
+            ok = (g > 0) & (newton > lo) & (newton < hi)
+            return jnp.where(ok, newton, 0.5 * (lo + hi)), lo, hi
+
+        x, lo, hi = jax.lax.fori_loop(0, NEWTON_STEPS, step, (x, lo, hi))
+        return x
+
+    def _kinks(self):
+        return ()
+
+    # -- with the bias ----------------------------------------------------------------
+    def activation(self, y):
+        return self._phi(y + self.bias)
+
+    def _inverse_biased(self, t, lo, hi):
+        """``phi^-1`` of ``y -> phi(y + bias)`` on ``[lo, hi]``, with one differentiable
+        Newton step for a generic inverse (a closed form is differentiable as it is)."""
+        b = self.bias
+        if type(self)._inverse is SmoothChannel._inverse:
+            x = jax.lax.stop_gradient(self._inverse(t, lo + b, hi + b))
+            f, g = self._phi_and_slope(x)
+            x = x - (f - t) / jnp.maximum(g, TINY)
+        else:
+            x = self._inverse(t, lo + b, hi + b)
+        return jnp.clip(x - b, lo, hi)
+
+    def _biased_kinks(self):
+        return [k - self.bias for k in self._kinks()]
+
+    # -- one-dimensional averages over y ~ N(0, rho + noise) --------------------------
+    def _average(self, f, rho, cfg: QuadratureConfig = DEFAULT):
+        sd = jnp.sqrt(jnp.maximum(rho + self.noise, TINY))
+        rule = dataclasses.replace(cfg.for_prior(), bulk_segments=cfg.smooth_average_segments)
+        y, wy = kinked_gaussian_rule(sd, self._biased_kinks(), sd, rule)
+        return jnp.sum(wy * f(y + self.bias))
+
+    def _second_moment(self, rho):
+        return self._average(lambda x: self._phi(x) ** 2, rho)
+
+    def mean_log_slope(self, rho, cfg: QuadratureConfig = DEFAULT):
+        """``E log phi'(y + bias)``, ``y ~ N(0, rho + noise)``."""
+        return self._average(self._log_slope, rho, cfg)
+
+    # -- last layer (closed forms of an invertible channel) ---------------------------
+    def _output(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        s = jnp.asarray(V, dtype=jnp.float64) + self.noise
+        return -0.5 * (LOG_2PI + 1.0 + jnp.log(s)) - self.mean_log_slope(rho, cfg), 1.0 / s
+
+    def _noise_free(self, rho, cfg: QuadratureConfig = DEFAULT):
+        return -0.5 * (LOG_2PI + 1.0 + jnp.log(self.noise)) - self.mean_log_slope(rho, cfg)
+
+    def _output_extrinsic(self, V, ahat):
+        """``noise`` exactly: ``t`` gives ``z + xi`` back."""
+        return jnp.zeros_like(jnp.asarray(V, dtype=jnp.float64)) + self.noise
+
+    # -- hidden layer -------------------------------------------------------------------
+    def _hidden(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
+        A = jnp.asarray(A, dtype=jnp.float64)
+        s = jnp.maximum(V + self.noise, TINY)
+        total = jnp.maximum(rho + self.noise, TINY)
+        spread = jnp.maximum(rho - V, 0.0)
+        teacher = dataclasses.replace(cfg, bulk_segments=cfg.smooth_teacher_segments,
+                                      legendre=cfg.smooth_teacher_legendre, half_width=cfg.smooth_teacher_width)
+        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._biased_kinks(), jnp.sqrt(s / (1.0 + s * A)), teacher)
+        eta, weta = hermite_rule(cfg.smooth_hermite_w)
+        xi, wxi = hermite_rule(cfg.smooth_hermite_xi)
+        y0, eta, xi = y0[:, None, None], eta[None, :, None], xi[None, None, :]
+        w = spread / total * y0 + jnp.sqrt(spread * s / total) * eta
+        # (y0 - w)/sqrt(s) without the cancellation
+        zeta = jnp.sqrt(s) / total * y0 - jnp.sqrt(spread / total) * eta
+        weight = wy[:, None, None] * weta[:, None] * wxi
+        nodes = [jnp.broadcast_to(x, weight.shape).reshape(-1) for x in (self.activation(y0), w, zeta, xi, weight)]
+        # In chunks of outer nodes (lax.map): the inner arrays then stay in cache, which
+        # on CPU is 2-3x faster than one pass over all of them.
+        n = nodes[0].shape[0]
+        chunk = min(cfg.smooth_chunk, n)
+        pad = -n % chunk
+        nodes = [jnp.concatenate([x, jnp.zeros(pad) + x[0] * (i < 4)]).reshape(-1, chunk) for i, x in enumerate(nodes)]
+
+        def sums(args):
+            t0, w, zeta, xi, weight = args
+            logz, var, dw = self.posterior(A, s, t0, w, zeta, xi, cfg)
+            return jnp.stack([jnp.sum(weight * logz), jnp.sum(weight * dw * dw), jnp.sum(weight * var)])
+
+        total_sums = jnp.sum(jax.lax.map(sums, nodes), axis=0)
+        return 0.5 + total_sums[0], total_sums[1], total_sums[2]
+
+    def posterior(self, A, s, t0, w, zeta, xi, cfg: QuadratureConfig = DEFAULT):
+        """Per teacher node (arrays broadcast together): ``log int du N(u) exp(-q^2/2)``,
+        ``Var_post(t)`` and ``d log Z/dw = (<y> - w)/s``, where ``y = w + sqrt(s) u``,
+        ``q = sqrt(A) (phi(y + bias) - t0) - xi`` and ``zeta`` is the teacher's ``u``
+        (the rule's span holds it)."""
+        t0, w, zeta, xi = jnp.broadcast_arrays(t0, w, zeta, xi)
+        sqs, sqa = jnp.sqrt(s), jnp.sqrt(A)
+        lo, hi = jnp.minimum(-SPAN, zeta - 3.0), jnp.maximum(SPAN, zeta + 3.0)
+        ylo, yhi = w + sqs * lo, w + sqs * hi
+        tlo, thi = self.activation(ylo), self.activation(yhi)
+        # The likelihood's window in t (a flat likelihood, A -> 0, covers the whole span).
+        inv_a = 1.0 / jnp.maximum(sqa, 1e-150)
+        ta = t0 + (xi + jnp.minimum(0.0, -xi) - WINDOW) * inv_a
+        tb = t0 + (xi + jnp.maximum(0.0, -xi) + WINDOW) * inv_a
+        ta_in, tb_in = jnp.clip(ta, tlo, thi), jnp.clip(tb, tlo, thi)
+        ex = lambda x: x[..., None]  # noqa: E731
+        # Levels in t: smooth_levels uniform ones over the window and, between each end
+        # and its neighbour, smooth_tail ones geometric towards the end (where phi
+        # saturates, q approaches its plateau geometrically: these resolve the bend).
+        nt, nl = cfg.smooth_tail, cfg.smooth_levels
+        step = ex((tb_in - ta_in) / (nl - 1))
+        geo = np.exp(-TAIL_STEP * np.arange(1.0, nt + 1.0))
+        levels = jnp.concatenate([ex(ta_in), ex(ta_in) + step * geo[::-1], ex(ta_in) + step * np.arange(1.0, nl - 1.0),
+                                  ex(tb_in) - step * geo, ex(tb_in)], axis=-1)
+        y = self._inverse_biased(levels, ex(ylo), ex(yhi))
+        u = (y - ex(w)) / sqs
+        ua = jnp.where(ta <= tlo, lo, u[..., 0])
+        ub = jnp.where(tb >= thi, hi, u[..., -1])
+        ua, ub = jnp.minimum(ua, ub), jnp.maximum(ua, ub)
+        grid = ex(ua) + ex(ub - ua) * np.linspace(0.0, 1.0, cfg.smooth_grid + 1)
+        points = _merge(grid, jnp.clip(u[..., 1:-1], ex(ua), ex(ub)))
+        for k in self._biased_kinks():
+            points = _merge(points, jnp.clip(ex((k - w) / sqs), ex(ua), ex(ub)))
+        x, wl = np.polynomial.legendre.leggauss(cfg.smooth_legendre)
+        left, right = points[..., :-1, None], points[..., 1:, None]
+        half = 0.5 * (right - left)
+        u = (0.5 * (left + right) + half * x).reshape(points.shape[:-1] + (-1,))
+        wu = (half * wl).reshape(u.shape)
+        phi, slope = self._phi_and_slope(ex(w) + ex(sqs) * u + self.bias)
+        d = phi - ex(t0)
+        q = sqa * d - ex(xi)
+        # exp(-(u^2 + q^2)/2) <= 1 and is about exp(-(zeta^2 + xi^2)/2) at the teacher:
+        # no shift is needed against overflow or underflow. One pass of sums (moments
+        # of d about the teacher's t0, which the posterior holds within a few sds).
+        e = wu * jnp.exp(-0.5 * (u * u + q * q))
+        z = jnp.sum(e, axis=-1)
+        m1 = jnp.sum(e * d, axis=-1) / z
+        var = jnp.maximum(jnp.sum(e * d * d, axis=-1) / z - m1 * m1, 0.0)
+        mean_u = jnp.sum(e * u, axis=-1) / z
+        mean_dq = jnp.sum(e * q * slope, axis=-1) / z
+        # <u> = -sqrt(A s) <q phi'> (by parts); lam <u> + (1 - lam) ... see the docstring:
+        # (lam <u> - sqrt(A s) <q phi'>)/(1 + lam) with lam at the teacher.
+        g0 = self._phi_and_slope(w + sqs * zeta + self.bias)[1]
+        lam = s * A * g0 * g0
+        dw = (sqs * A * g0 * g0 * mean_u - sqa * mean_dq) / (1.0 + lam)
+        return jnp.log(z) - 0.5 * LOG_2PI, var, dw
+
+
+def _merge(a, b):
+    """The sorted union of two sorted arrays (last axis) by a bitonic merging network:
+    ``log2 n`` stages of element-wise min/max, far cheaper than a general sort on CPU,
+    and differentiable (the order is piecewise constant)."""
+    n = a.shape[-1] + b.shape[-1]
+    size = 1 << (n - 1).bit_length()
+    pad = jnp.broadcast_to(jnp.full((1,), np.inf), a.shape[:-1] + (size - n,))
+    x = jnp.concatenate([a, pad, b[..., ::-1]], axis=-1)  # ascending then descending
+    half = size // 2
+    while half >= 1:
+        x = x.reshape(x.shape[:-1] + (size // (2 * half), 2, half))
+        lo, hi = jnp.minimum(x[..., 0, :], x[..., 1, :]), jnp.maximum(x[..., 0, :], x[..., 1, :])
+        x = jnp.stack([lo, hi], axis=-2).reshape(x.shape[:-3] + (size,))
+        half //= 2
+    return x[..., :n]

@@ -1,0 +1,176 @@
+"""Smooth increasing activations (tanh, sigmoid, softplus, ELU, erf, a user's function):
+core functions against SciPy adaptive quadrature, the identities of an invertible map,
+noise after the activation, validation."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxreplica as jr
+from conftest import load_reference
+from _independent import smooth_moments
+from jaxreplica import activations
+
+CHANNELS = {
+    "tanh": jr.Tanh,
+    "sigmoid": jr.Sigmoid,
+    "softplus": jr.Softplus,
+    "elu": jr.ELU,
+    "erf": jr.Erf,
+    "arctan": lambda **kw: jr.Activation(jnp.arctan, **kw),
+}
+KINDS = list(CHANNELS)
+REFERENCE = load_reference("smooth.json")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hidden_functions_against_scipy(kind):
+    """Reduced free entropy, ``Ahat`` (relative) and ``Vhat`` of a hidden layer to 1e-7 over ``A`` from
+    1e-2 to 1e5, ``V`` from 1e-6 to ``rho``, noises from 1e-5 to 1e-1 (one vmapped program)."""
+    rows = [r for r in REFERENCE["hidden"] if r["activation"] == kind]
+    args = {k: jnp.asarray([r[k] for r in rows]) for k in ("A", "V", "noise", "rho", "bias")}
+
+    def functions(A, V, noise, rho, bias):
+        return CHANNELS[kind](noise=noise, bias=bias).hidden_functions(A, V, rho)
+
+    got = jax.jit(jax.vmap(functions))(**args)
+    # Ahat reaches A/(1 + A s) ~ 5e4: relative to it.
+    for name, value, rtol, atol in zip(("free_entropy", "ahat", "vhat"), got, (0, 1e-7, 0), (1e-7, 0, 1e-7)):
+        expected = np.array([r[name] for r in rows])
+        np.testing.assert_allclose(np.asarray(value), expected, rtol=rtol, atol=atol, err_msg=f"{kind} {name}")
+
+
+LAST = [(1e-6, 1e-5, 1.0, 0.0), (0.3, 1e-2, 0.8, 0.4), (1.0, 1e-1, 2.5, -0.7)]  # (V, noise, rho, bias)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_last_layer_and_second_moment_against_scipy(kind):
+    """``I_last = -log(2 pi e s)/2 - E log phi'``, ``Ahat_last = 1/s``, ``I_last(0)`` and
+    ``E t^2`` against one-dimensional SciPy quadrature."""
+    for V, noise, rho, bias in LAST:
+        ch = CHANNELS[kind](noise=noise, bias=bias)
+        m2, log_slope = smooth_moments(kind, noise, rho, bias)
+        s = V + noise
+        free, ahat = ch.output_functions(V, rho)
+        assert abs(float(free) - (-0.5 * math.log(2 * math.pi * math.e * s) - log_slope)) < 1e-9
+        assert abs(float(ahat) * s - 1.0) < 1e-12
+        noise_free = -0.5 * math.log(2 * math.pi * math.e * noise) - log_slope
+        assert abs(float(ch.noise_free_entropy(rho)) - noise_free) < 1e-9
+        assert abs(float(ch.second_moment(rho)) - m2) < 1e-9
+
+
+BUILT_IN = ["tanh", "sigmoid", "softplus", "elu", "erf"]
+
+
+def _one_layer_solver(kind):
+    """``(index, noise, noise_after, bias, rho) -> Solution`` of a one-layer chain
+    (``alpha = 1.3``), compiled once: the built-in channels as a :class:`jr.Switched`
+    (one program for all five), the user's function on its own."""
+    def solve(index, noise, noise_after, bias, rho):
+        if kind == "built-in":
+            ch = jr.Switched(tuple(CHANNELS[k]() for k in BUILT_IN), index=index, noise=noise,
+                             noise_after=noise_after, bias=bias)
+        else:
+            ch = CHANNELS[kind](noise=noise, noise_after=noise_after, bias=bias)
+        return jr.solve(jr.Chain(jr.Normal(0.0, rho), [(jr.Gaussian(1.3), ch)]))
+    return jax.jit(solve)
+
+
+@pytest.mark.parametrize("group", ["built-in", "arctan"])
+def test_invertible_map_identities(group):
+    """One layer, noise before a strictly increasing ``phi``: ``I(T_1; X)`` is the linear
+    channel's and ``H(T_1) = H_linear(T_1) + alpha E log phi'(Y)``, ``Y ~ N(0, rho + noise)``."""
+    alpha, rho, noise, bias = 1.3, 0.9, 1e-3, 0.2
+    linear = jr.solve(jr.Chain(jr.Normal(0.0, rho), [(jr.Gaussian(alpha), jr.Linear(noise=noise))]))
+    solve = _one_layer_solver(group)
+    for index, kind in enumerate(BUILT_IN if group == "built-in" else [group]):
+        sol = solve(index, noise, None, bias, rho)
+        assert bool(sol.converged)
+        assert abs(float(sol.last_layer_information) - float(linear.last_layer_information)) < 1e-7, kind
+        _, log_slope = smooth_moments(kind, noise, rho, bias)
+        assert abs(float(sol.entropy) - (float(linear.entropy) + alpha * log_slope)) < 1e-7, kind
+
+
+@pytest.mark.parametrize("group", ["built-in", "arctan"])
+def test_one_layer_information_with_noise_after_the_activation(group):
+    """``I(X; T_1) = H(T_1) - n_1 E_z H(phi(z + xi) + eta | z)`` to 1e-8, the second term
+    from SciPy quadrature (as for the piecewise channels in test_noisy.py)."""
+    solve = _one_layer_solver(group)
+    kinds = BUILT_IN if group == "built-in" else [group]
+    rows = [r for r in REFERENCE["noise_after"] if r["activation"] in kinds]
+    assert len(rows) >= len(kinds)
+    for row in rows:
+        index = kinds.index(row["activation"])
+        sol = solve(index, row["noise"], row["noise_after"], 0.0, row["rho"])
+        assert bool(sol.converged)
+        expected = float(sol.entropy) - 1.3 * row["conditional_entropy"]
+        assert abs(float(sol.mutual_information) - expected) < 1e-8, row
+
+
+@pytest.mark.parametrize("kind", ["tanh", "arctan"])
+def test_hidden_functions_differentiable(kind):
+    """Gradients of the hidden functions through ``A``, ``V``, the noise and the bias agree
+    with central differences (the nodes move with the arguments)."""
+    def functions(p):
+        A, V, noise, bias = p
+        return jnp.stack(CHANNELS[kind](noise=noise, bias=bias).hidden_functions(A, V, 1.2))
+
+    p = jnp.asarray([3.0, 0.2, 1e-2, 0.3])
+    f = jax.jit(functions)
+    jac = jax.jit(jax.jacfwd(functions))(p)
+    for i, h in enumerate([1e-4, 1e-5, 1e-5, 1e-5]):
+        e = jnp.zeros(4).at[i].set(h)
+        fd = (f(p + e) - f(p - e)) / (2 * h)
+        np.testing.assert_allclose(np.asarray(jac[:, i]), np.asarray(fd), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_layers_traced_and_differentiable():
+    """A two-layer tanh chain inside ``jit``: a gradient through the weight scale, both
+    noises and the bias agrees with central differences."""
+    def entropy(p):
+        scale, n1, n2, bias = p
+        chain = jr.Chain(jr.Normal(), [(jr.Gaussian(1.0, scale=scale), jr.Tanh(noise=n1, bias=bias)),
+                                       (jr.Gaussian(0.8), jr.Tanh(noise=n2))])
+        return jr.solve(chain).entropy
+
+    p = jnp.asarray([1.5, 1e-3, 1e-2, 0.1])
+    value, grad = jax.jit(jax.value_and_grad(entropy))(p)
+    f = jax.jit(entropy)
+    for i, h in enumerate([1e-4, 1e-6, 1e-5, 1e-4]):
+        e = jnp.zeros(4).at[i].set(h)
+        fd = (float(f(p + e)) - float(f(p - e))) / (2 * h)
+        assert abs(float(grad[i]) - fd) < 1e-5 * max(1.0, abs(fd)), (i, float(grad[i]), fd)
+    assert np.isfinite(float(value))
+
+
+def test_user_function_must_be_non_decreasing():
+    with pytest.raises(ValueError, match="non-decreasing"):
+        jr.Activation(jnp.sin)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        jr.Activation(lambda x: -x)
+    with pytest.raises(ValueError, match="noise"):
+        jr.Activation(jnp.arctan, noise=-1.0)
+    jr.Activation(lambda x: x + 0.5 * jnp.tanh(x))
+
+
+def test_invalid_noise_inside_jit_gives_nan():
+    sol = jax.jit(lambda x: jr.solve(jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.Tanh(noise=x))])))(-1e-5)
+    for field in ("entropy", "mutual_information", "mmse", "last_layer_information"):
+        assert np.isnan(float(getattr(sol, field))), field
+    assert not bool(sol.converged)
+    assert int(sol.status) == jr.Status.INVALID_INPUT
+    with pytest.raises(ValueError):
+        jr.Tanh(noise=-1e-5)
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "softplus", "elu", "erf"])
+def test_registered_in_the_activation_table(name):
+    ch = activations.channel(name, noise=1e-3)
+    assert isinstance(ch, CHANNELS[name]) and ch.noise == 1e-3
+    y = jnp.linspace(-6.0, 6.0, 101)
+    np.testing.assert_allclose(np.asarray(ch.activation(y)), np.asarray(activations.function(name)(y)),
+                               rtol=0, atol=1e-15)
