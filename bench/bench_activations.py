@@ -1,0 +1,65 @@
+"""Cost of the smooth activations: the Figure-2 sweep with tanh in place of hardtanh, and a
+noisy two-layer tanh sweep (noise after every activation), against the hardtanh sweep in
+the same run.
+
+    python bench/bench_activations.py           # 9 weight scales, width 1000
+    python bench/bench_activations.py --quick   # 3 weight scales
+
+Each row is one call of :func:`jaxreplica.experiments.figure2.run_sweep` (the program of
+``jaxreplica sweep``: both layers' entropies for every weight scale), its compilation
+and its solves timed separately. Prints a table and writes
+``bench/results/activations.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import sys
+
+import numpy as np
+
+from jaxreplica.experiments.figure2 import DEFAULT_SIGMAS, run_sweep
+
+HERE = pathlib.Path(__file__).resolve().parent
+CASES = {
+    "hardtanh": dict(activations=["hardtanh"]),
+    "tanh": dict(activations=["tanh"]),
+    "tanh, noisy (0.01 after every layer)": dict(activations=["tanh"], noise=0.01, hidden_noise=0.01,
+                                                 noise_position="after"),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="3 weight scales instead of 9")
+    p.add_argument("--out", type=pathlib.Path, default=HERE / "results" / "activations.json")
+    args = p.parse_args(argv)
+    sigmas = list(DEFAULT_SIGMAS)[::4] if args.quick else list(DEFAULT_SIGMAS)
+    rows = {}
+    for name, kwargs in CASES.items():
+        res = run_sweep(sigmas=sigmas, width=1000, progress=False, **kwargs)
+        curve = next(iter(res["curves"].values()))
+        rows[name] = {"compile_seconds": res["compile_seconds"], "solve_seconds": res["solve_seconds"],
+                      "converged": bool(np.all(curve["converged"])), "H2": curve["H2"], "I2": curve["I2"]}
+    base = rows["hardtanh"]
+    print(f"{2 * len(sigmas)} entropies per row (two layers x {len(sigmas)} weight scales, width 1000)")
+    print(f"{'activation':<38} {'compile s':>10} {'solve s':>9} {'solve vs hardtanh':>18} {'converged':>10}")
+    for name, r in rows.items():
+        r["solve_ratio"] = r["solve_seconds"] / base["solve_seconds"]
+        r["total_ratio"] = (r["solve_seconds"] + r["compile_seconds"]) / (base["solve_seconds"] + base["compile_seconds"])
+        print(f"{name:<38} {r['compile_seconds']:10.2f} {r['solve_seconds']:9.2f} {r['solve_ratio']:17.2f}x "
+              f"{'yes' if r['converged'] else 'NO':>10}")
+    result = {"machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+              "sigmas": sigmas, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
