@@ -79,20 +79,19 @@ def main():
                                                    seconds=sec)
                 print("hidden", kind, *point, f"{sec:.1f} s", flush=True)
                 save()
-    # The second pass: the same values at CHECK_TOL.
+    # The second pass: the same values at CHECK_TOL (the largest A first).
+    for (kind, *point), row in sorted(hidden_rows.items(), key=lambda item: -item[0][1]):
+        if "converged" not in row:
+            check = smooth_hidden(kind, *point, tol=CHECK_TOL)
+            row["converged"] = _diff([row["free_entropy"], row["ahat"], row["vhat"]], check)
+            print("check hidden", kind, *point, f"{row['converged']:.1e}", flush=True)
+            save()
     for (kind, noise, after, rho), row in after_rows.items():
         if "converged" not in row:
             check = smooth_conditional_entropy(kind, noise, after, rho, tol=CHECK_TOL)
             row["converged"] = _diff([row["conditional_entropy"]], [check])
             print("check noise_after", kind, f"{row['converged']:.1e}", flush=True)
             save()
-    for (kind, *point), row in hidden_rows.items():
-        if "converged" not in row:
-            check = smooth_hidden(kind, *point, tol=CHECK_TOL)
-            row["converged"] = _diff([row["free_entropy"], row["ahat"], row["vhat"]], check)
-            print("check hidden", kind, *point, f"{row['converged']:.1e}", flush=True)
-            save()
-
 
 if __name__ == "__main__":
     main()
