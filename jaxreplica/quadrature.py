@@ -85,17 +85,21 @@ class QuadratureConfig:
     # (smooth_legendre nodes a segment) on the merged grid of smooth_grid uniform
     # segments in u and smooth_levels uniform levels of the likelihood in t, with
     # smooth_tail levels geometric towards each end of the window. Outer nodes are
-    # processed smooth_chunk at a time.
+    # processed smooth_chunk at a time. The sizes hold free entropy, Ahat and Vhat within
+    # 1e-7 (relative above 1) of rules twice as fine in every direction over A 1e-2..1e5,
+    # V 1e-6..rho, noise 1e-5..1e-1; the limits were xi (8 nodes: 9e-6), the teacher y0
+    # (16 segments of 8: 2e-4 relative in Ahat for erf at A = 1e5) and w (6 nodes: 1e-6
+    # in Vhat at V = rho/2); the inner posterior rule was never the limit.
     smooth_average_segments: int = 32
-    smooth_teacher_segments: int = 16
-    smooth_teacher_legendre: int = 8
+    smooth_teacher_segments: int = 24
+    smooth_teacher_legendre: int = 10
     smooth_teacher_width: float = 10.0
-    smooth_hermite_w: int = 8
-    smooth_hermite_xi: int = 8
+    smooth_hermite_w: int = 10
+    smooth_hermite_xi: int = 16
     smooth_grid: int = 4
     smooth_levels: int = 7
     smooth_tail: int = 4
-    smooth_legendre: int = 12
+    smooth_legendre: int = 8
     smooth_chunk: int = 256
 
     def for_output(self) -> "QuadratureConfig":

@@ -167,6 +167,16 @@ LOG_SLOPE = {
 
 _TOL = dict(epsabs=1e-12, epsrel=1e-11, limit=400)
 
+# The same activations as NumPy functions of an array (the innermost integral's).
+SMOOTH_ARRAY = {
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)),
+    "softplus": lambda x: np.logaddexp(0.0, x),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+    "erf": _special.erf,
+    "arctan": np.arctan,
+}
+
 
 def _gauss(x):
     return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
@@ -183,23 +193,56 @@ def smooth_moments(kind, noise, rho, bias=0.0):
     return m2, mean_log_slope
 
 
-def smooth_hidden(kind, A, V, noise, rho, bias=0.0, count=3, w_nodes=None):
+def adaptive_legendre(f, edges, epsabs, epsrel, order=15, rounds=60):
+    """``int f`` over ``[edges[0], edges[-1]]`` (``f`` maps an array of points to an array
+    ``(m, *shape)`` of ``m`` integrands) by adaptive bisection: every interval is split in
+    two until the ``order``-point Gauss-Legendre values of its halves agree with the value
+    of the whole within its share (by length) of ``max(epsabs, epsrel |integral|)``
+    (maximum over the ``m`` integrands). Vectorised over all open intervals at once."""
+    x, wx = np.polynomial.legendre.leggauss(order)
+
+    def rule(a, b):
+        half = 0.5 * (b - a)
+        return np.sum(f(0.5 * (a + b)[:, None] + half[:, None] * x) * wx, axis=-1) * half
+
+    a, b = np.asarray(edges[:-1], dtype=float), np.asarray(edges[1:], dtype=float)
+    length = b[-1] - a[0]
+    whole = rule(a, b)
+    done = np.zeros(whole.shape[0])
+    for _ in range(rounds):
+        mid = 0.5 * (a + b)
+        left, right = rule(a, mid), rule(mid, b)
+        err = np.max(np.abs(left + right - whole), axis=0)
+        scale = np.max(np.abs(done + np.sum(left + right, axis=-1)))
+        ok = err <= max(epsabs, epsrel * scale) * (b - a) / length
+        done = done + np.sum((left + right)[:, ok], axis=-1)
+        keep = ~ok
+        if not keep.any():
+            return done
+        a, b = np.concatenate([a[keep], mid[keep]]), np.concatenate([mid[keep], b[keep]])
+        whole = np.concatenate([left[:, keep], right[:, keep]], axis=-1)
+    raise RuntimeError("adaptive_legendre: no convergence")
+
+
+def smooth_hidden(kind, A, V, noise, rho, bias=0.0, count=3, w_nodes=None, tol=1e-10):
     """Hidden layer ``t = phi(z + xi + bias)`` at ``(A, V, rho)``:
     ``(I_hidden - A E t^2/2, Ahat, Vhat)``.
 
     With the observation ``b = sqrt(A) t + xi'`` (``xi' ~ N(0, 1)``; the field ``B`` is
     ``sqrt(A) b``), ``Z = p(b | w)/N(b; 0, 1)``, so the reduced free entropy is
     ``(1 + log 2 pi)/2 - E_w h(b | w)``; ``Ahat = E (d/dw log p(b | w))^2`` and
-    ``Vhat = E Var(t | b, w)``. For each ``w ~ N(0, rho - V)`` (``w_nodes`` Gauss-Hermite
-    nodes: the integrand is analytic in ``w``) an adaptive integral over ``b``, and
-    inside ``p(b | w)`` an adaptive integral over the prior variable ``u`` of
+    ``Vhat = E Var(t | b, w)``. For each ``w ~ N(0, rho - V)`` (adaptive, or ``w_nodes``
+    Gauss-Hermite nodes) an adaptive SciPy integral over ``b``, and inside ``p(b | w)``
+    an adaptive integral (:func:`adaptive_legendre`) over the prior variable ``u`` of
     ``y = w + sqrt(s) u`` (``s = V + noise``), split where ``sqrt(A) phi(y) = b``.
-    ``count=1`` computes the free entropy only."""
-    base = SMOOTH[kind][0]
+    ``tol``: the outer integrals' absolute and relative tolerance (the inner one's is
+    ten times smaller). ``count=1`` computes the free entropy only."""
+    base, base_array = SMOOTH[kind][0], SMOOTH_ARRAY[kind]
     phi = lambda x: base(x + bias)  # noqa: E731
     s = V + noise
     sqs, sqa = math.sqrt(s), math.sqrt(A)
     spread = math.sqrt(rho - V)
+    outer = dict(epsabs=tol, epsrel=tol, norm="max", limit=400)
 
     def kink(w):  # ELU's curvature jumps where y + bias = 0
         u = -(w + bias) / sqs
@@ -214,11 +257,12 @@ def smooth_hidden(kind, A, V, noise, rho, bias=0.0, count=3, w_nodes=None):
         top = max(-0.5 * (b - sqa * phi(w + sqs * u)) ** 2 - 0.5 * u * u for u in pts + [-9.0, 9.0])
 
         def f(u):
-            t = phi(w + sqs * u)
-            e = math.exp(-0.5 * (b - sqa * t) ** 2 - 0.5 * u * u - top)
-            return np.array([e, e * t, e * t * t, e * u])
+            t = base_array(w + sqs * u + bias)
+            e = np.exp(-0.5 * (b - sqa * t) ** 2 - 0.5 * u * u - top)
+            return np.stack([e, e * t, e * t * t, e * u])
 
-        m = integrate.quad_vec(f, -9, 9, points=sorted(set(pts)), epsabs=1e-13, epsrel=1e-11, norm="max")[0]
+        edges = [-9.0] + sorted({p for p in pts if -9.0 < p < 9.0}) + [9.0]
+        m = adaptive_legendre(f, edges, 0.01 * tol, 0.1 * tol)
         log_p = math.log(m[0]) + top - math.log(2.0 * math.pi)
         mean_t = m[1] / m[0]
         return log_p, max(m[2] / m[0] - mean_t * mean_t, 0.0), (m[3] / m[0]) / sqs
@@ -231,24 +275,23 @@ def smooth_hidden(kind, A, V, noise, rho, bias=0.0, count=3, w_nodes=None):
             return math.exp(log_p) * np.array([-log_p, dw * dw, var][:count])
 
         pts = sorted({min(max(c, lo), hi) for c in (sqa * phi(w), lo + 10, hi - 10)})
-        return integrate.quad_vec(g, lo, hi, points=pts, epsabs=1e-12, epsrel=1e-11, norm="max")[0]
+        return integrate.quad_vec(g, lo, hi, points=pts, **outer)[0]
 
     if spread == 0.0:
         out = given_w(0.0)
     elif w_nodes is None:  # adaptive in w as well
         pts = sorted({0.0} | ({-bias / spread} if kind == "elu" and abs(bias / spread) < 9 else set()))
-        out = integrate.quad_vec(lambda x: given_w(spread * x) * _gauss(x), -9, 9, points=pts, epsabs=1e-12,
-                                 epsrel=1e-11, norm="max")[0]
+        out = integrate.quad_vec(lambda x: given_w(spread * x) * _gauss(x), -9, 9, points=pts, **outer)[0]
     else:
         x, wx = np.polynomial.hermite_e.hermegauss(w_nodes)
         out = sum(wi * given_w(spread * xi) for xi, wi in zip(x, wx)) / math.sqrt(2.0 * math.pi)
     return (0.5 * (1.0 + math.log(2.0 * math.pi)) - out[0], *out[1:])
 
 
-def smooth_conditional_entropy(kind, noise, noise_after, rho):
+def smooth_conditional_entropy(kind, noise, noise_after, rho, tol=1e-10):
     """``E_z H(phi(z + xi) + eta | z)``, ``z ~ N(0, rho)``, ``xi ~ N(0, noise)``,
     ``eta ~ N(0, noise_after)``: with ``b = (phi + eta)/sqrt(noise_after)`` it is
     ``h(b | z) + log(noise_after)/2``, the hidden layer's ``h(b | w)`` at
     ``A = 1/noise_after``, ``V = 0``."""
-    free = smooth_hidden(kind, 1.0 / noise_after, 0.0, noise, rho, count=1)[0]
+    free = smooth_hidden(kind, 1.0 / noise_after, 0.0, noise, rho, count=1, tol=tol)[0]
     return 0.5 * (1.0 + math.log(2.0 * math.pi)) - free + 0.5 * math.log(noise_after)

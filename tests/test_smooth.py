@@ -94,6 +94,7 @@ def test_invertible_map_identities(group):
         assert abs(float(sol.entropy) - (float(linear.entropy) + alpha * log_slope)) < 1e-7, kind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["built-in", "arctan"])
 def test_one_layer_information_with_noise_after_the_activation(group):
     """``I(X; T_1) = H(T_1) - n_1 E_z H(phi(z + xi) + eta | z)`` to 1e-8, the second term
@@ -110,7 +111,7 @@ def test_one_layer_information_with_noise_after_the_activation(group):
         assert abs(float(sol.mutual_information) - expected) < 1e-8, row
 
 
-@pytest.mark.parametrize("kind", ["tanh", "arctan"])
+@pytest.mark.parametrize("kind", ["tanh", pytest.param("arctan", marks=pytest.mark.slow)])
 def test_hidden_functions_differentiable(kind):
     """Gradients of the hidden functions through ``A``, ``V``, the noise and the bias agree
     with central differences (the nodes move with the arguments)."""
