@@ -65,7 +65,8 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-def bench_case(preset: str, kwargs: dict, layer: int, beta: float, batches: int, epochs: int) -> dict:
+def bench_case(preset: str, kwargs: dict, layer: int, beta: float, batches: int, epochs: int,
+               solve_every: int = 1) -> dict:
     net, data, _ = build(preset, jax.random.key(0), **kwargs)
     batch = 100 if data.task == "classification" else 50
     n = batches * batch
@@ -82,7 +83,7 @@ def bench_case(preset: str, kwargs: dict, layer: int, beta: float, batches: int,
         (p, s, _, _), dt = _timed(plain, p, s, None, frozen, jax.random.fold_in(key, e), data.x_train, data.y_train)
         plain_times.append(dt)
 
-    penalty = jt.InformationPenalty.for_network(net, data, {layer: beta})
+    penalty = jt.InformationPenalty.for_network(net, data, {layer: beta}, solve_every=solve_every)
     t0 = time.perf_counter()
     _, pstate = penalty.initial(jt.singular_values(params, penalty.depth))
     jax.block_until_ready(pstate)
@@ -101,6 +102,7 @@ def bench_case(preset: str, kwargs: dict, layer: int, beta: float, batches: int,
     reg_step = float(np.mean(reg_times[1:])) / steps
     return {
         "preset": preset, **kwargs, "sizes": list(net.sizes), "penalised_layer": layer, "beta": beta,
+        "solve_every": solve_every,
         "batch_size": batch, "steps_per_epoch": steps, "timed_epochs": epochs,
         "plain_step_s": plain_step, "reg_step_s": reg_step, "ratio": reg_step / plain_step,
         "cold_s": cold_s,
@@ -117,6 +119,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="presets to run (default all)")
     parser.add_argument("--batches", type=int, default=5, help="steps per timed epoch (default 5)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the compiling one (default 2)")
+    parser.add_argument("--solve-every", type=int, default=1,
+                        help="the penalty's solve_every (default 1: a solve every step)")
     parser.add_argument("--out", type=pathlib.Path,
                         default=pathlib.Path(__file__).resolve().parent / "results" / "regularize.json")
     args = parser.parse_args(argv)
@@ -126,7 +130,7 @@ def main(argv=None) -> int:
     results = []
     for preset, kwargs, layer, beta in cases:
         print(f"# {preset} {kwargs} layer {layer}", flush=True)
-        results.append(bench_case(preset, kwargs, layer, beta, args.batches, args.epochs))
+        results.append(bench_case(preset, kwargs, layer, beta, args.batches, args.epochs, args.solve_every))
         print(json.dumps(results[-1]), flush=True)
     try:
         load = os.getloadavg()

@@ -106,7 +106,10 @@ class SmoothChannel(Channel):
         return x
 
     def _kinks(self):
-        return ()
+        # Where a saturating activation turns: at large weight scales the teacher's law is
+        # wide and this turn is a narrow feature of it, which the rules refine towards as
+        # they do towards a kink.
+        return (0.0,)
 
     # -- with the bias ----------------------------------------------------------------
     def activation(self, y):

@@ -175,3 +175,17 @@ def test_registered_in_the_activation_table(name):
     y = jnp.linspace(-6.0, 6.0, 101)
     np.testing.assert_allclose(np.asarray(ch.activation(y)), np.asarray(activations.function(name)(y)),
                                rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["tanh", "erf"])
+def test_hidden_functions_at_large_weight_scales(kind):
+    """Pre-activations of variance 900 (weights at scale 30): the activation's turn is a
+    narrow feature of the teacher's law, which the rules must refine towards. The default
+    rules against rules twice as fine in every direction: within 5e-6 (without the
+    refinement at the turn they were 1e-2 off in a network's I(X; T_2))."""
+    ch = CHANNELS[kind](noise=1e-4)
+    fine = jr.QuadratureConfig(smooth_teacher_segments=48, smooth_hermite_xi=32, smooth_hermite_w=20)
+    for A, V in ((10.0, 1.0), (1e3, 1e-2), (1.0, 100.0)):
+        default = np.array(ch.hidden_functions(A, V, 900.0))
+        reference = np.array(ch.hidden_functions(A, V, 900.0, fine))
+        np.testing.assert_allclose(default, reference, rtol=5e-6, atol=5e-6)

@@ -35,6 +35,7 @@ from jaxreplica._struct import pytree
 from jaxreplica.activations import check_position
 from jaxreplica.chain import SpectralLayer, chain_from_spectra
 from jaxreplica.exact import gaussian_entropy
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 from jaxreplica.solvers import check_method, solve
 
 __all__ = ["Tracking", "Tracker", "exact_linear_information", "default_track_layers", "check_track_layers",
@@ -98,7 +99,7 @@ class Tracking:
       variances of the layers before the measured one and of the measured one;
     * ``noise_position``: where that noise enters, ``"before"`` the activation
       (default), ``"after"`` it or ``"both"`` (see :func:`jaxreplica.activations.channel`);
-    * ``tol``, ``max_iter``, ``method``: passed to ``jaxreplica.solve``;
+    * ``tol``, ``max_iter``, ``method``, ``quadrature``: passed to ``jaxreplica.solve``;
     * ``exact``: also record exact log-determinant values (default: when the
       network's tracked layers and the data model are linear and the prior Normal).
     """
@@ -112,8 +113,10 @@ class Tracking:
     max_iter: int = 1000
     method: str = "vamp"
     exact: bool | None = None
+    quadrature: QuadratureConfig = DEFAULT
 
-    _static = ("every", "layers", "hidden_noise", "last_noise", "noise_position", "tol", "max_iter", "method", "exact")
+    _static = ("quadrature", "every", "layers", "hidden_noise", "last_noise", "noise_position", "tol", "max_iter",
+               "method", "exact")
 
     def __post_init__(self):
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0:
@@ -131,13 +134,13 @@ class Tracking:
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted_solve(method: str, max_iter: int):
+def _jitted_solve(method: str, max_iter: int, quadrature: QuadratureConfig = DEFAULT):
     """``jax.jit`` of ``jaxreplica.solve`` with the method and iteration cap static, ``tol`` traced.
 
     Compiled once per chain structure and shapes (every tracking step of a run has the
     same), which makes a warm-started step cost milliseconds instead of seconds.
     """
-    return jax.jit(functools.partial(solve, method=method, max_iter=max_iter))
+    return jax.jit(functools.partial(solve, method=method, max_iter=max_iter, quadrature=quadrature))
 
 
 class Tracker:
@@ -174,7 +177,7 @@ class Tracker:
         for l in range(1, m + 1):
             try:
                 chain = self.chain(spectra, l)
-                solve = _jitted_solve(t.method, int(t.max_iter))
+                solve = _jitted_solve(t.method, int(t.max_iter), t.quadrature)
                 sol = solve(chain, tol=t.tol, init=self.init[l - 1])
                 conv[l - 1] = bool(np.asarray(sol.converged))
                 iters[l - 1] = int(np.asarray(sol.iterations))
