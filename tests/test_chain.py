@@ -59,4 +59,4 @@ def test_activation_table_functions_match_their_channels():
     assert activations.canonical("Sign") == "probit" and activations.canonical("identity") == "linear"
     assert not activations.has_channel("softmax")
     with pytest.raises(ValueError, match="unknown activation"):
-        activations.canonical("tanh")
+        activations.canonical("swish")

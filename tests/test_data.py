@@ -93,7 +93,7 @@ def test_generative_recognition_regression_and_deeper_generator():
         (jd.teacher_student, dict(n_input=5, n_output=2, task="classification"), "n_output"),
         (jd.teacher_student, dict(n_input=5, samples_per_dim=0), "samples_per_dim"),
         (jd.teacher_student, dict(n_input=5, prior=object()), "prior"),
-        (jd.generative_recognition, dict(n_code=5, n_input=10, activations=["tanh"]), "activations"),
+        (jd.generative_recognition, dict(n_code=5, n_input=10, activations=["swish"]), "activations"),
         (jd.generative_recognition, dict(n_code=5, n_input=10, noises=[0.1, 0.1]), "noises"),
     ],
 )

@@ -122,7 +122,7 @@ def test_weights_are_the_reference_demo_draw():
 
 def test_figure2_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="activation"):
-        f2.compute_figure2(jax.random.PRNGKey(0), width=10, sigmas=[1.0], n_samples=20, activations=["tanh"], progress=False)
+        f2.compute_figure2(jax.random.PRNGKey(0), width=10, sigmas=[1.0], n_samples=20, activations=["swish"], progress=False)
     with pytest.raises(ValueError, match="sigmas"):
         f2.compute_figure2(jax.random.PRNGKey(0), width=10, sigmas=[-1.0], n_samples=20, progress=False)
     with pytest.raises(SystemExit):

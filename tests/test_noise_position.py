@@ -51,6 +51,7 @@ def test_chain_from_spectra_positions_on_a_linear_chain_match_log_determinants()
     assert float(jr.solve(chain).mutual_information) == pytest.approx(float(exact[1]), abs=0.03)
 
 
+@pytest.mark.slow
 def test_tracking_noisy_hidden_layers_records_the_information_of_the_noisy_network():
     """A noisy linear network (noise after every layer) tracked for two epochs: every
     value finite and converged, I(X; T_2) < I(X; T_1), and the exact values alongside."""
@@ -69,6 +70,7 @@ def test_tracking_noisy_hidden_layers_records_the_information_of_the_noisy_netwo
         jt.Tracking(noise_position="inside")
 
 
+@pytest.mark.slow
 def test_sweep_with_noisy_hidden_layer_matches_direct_solves():
     res = run_sweep(["linear", "relu"], [0.7, 2.0], width=40, noise=0.01, hidden_noise=0.02,
                     noise_position="after", progress=False)

@@ -41,7 +41,8 @@ POSITIONS = {
 }
 
 
-@pytest.mark.parametrize("depth, position", [(2, "before"), (2, "after"), (2, "both"), (3, "both")])
+@pytest.mark.parametrize("depth, position", [(2, "before"), (2, "after"), (2, "both"),
+                                             pytest.param(3, "both", marks=pytest.mark.slow)])
 def test_linear_chain_every_layer_noisy(depth, position):
     noises = [0.1, 0.05, 0.01][-depth:]
     weights = _weights(depth)

@@ -69,6 +69,7 @@ def test_penalty_of_one_linear_layer_is_the_exact_information_and_gradient():
     assert float(state.mutual_information[0]) == pytest.approx(i_exact[0], rel=1e-10)
 
 
+@pytest.mark.slow
 def test_penalty_gradient_matches_finite_differences_linear():
     """Two linear USV layers (one with alpha < 1, so zero eigenvalues) behind a generative layer:
     cold and warm start, envelope and implicit gradients against central differences.
@@ -202,6 +203,7 @@ def test_training_with_penalty_lowers_information(tmp_path, plain_run):
         np.testing.assert_array_equal(getattr(back, name), getattr(h1, name))
 
 
+@pytest.mark.slow
 def test_forced_non_convergence_leaves_parameters_finite_and_is_counted():
     """max_iter=1: every penalty solve fails; the run is the plain one, and every failure is counted."""
     net0, _, h0 = _small_recognition_run(0.0, activation="linear")

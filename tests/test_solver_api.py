@@ -14,6 +14,7 @@ def _chain(noise=1e-3, scale=1.2, eig=None, act=jr.ReLU):
     return jr.Chain(prior=jr.Normal(), layers=[(first, act(noise=0.0)), (jr.Gaussian(alpha=0.8), jr.Linear(noise=noise))])
 
 
+@pytest.mark.slow
 def test_method_names_are_shorthands_for_schemes():
     chain = _chain()
     a = jr.solve(chain)
@@ -58,6 +59,7 @@ def test_both_layouts_give_the_same_solution(scheme):
     np.testing.assert_allclose(np.asarray(a.branches.potential), np.asarray(b.branches.potential), rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_batched_looped_and_jitted_solves_are_equal():
     scales = jnp.asarray([0.5, 1.0, 2.0, 4.0])
     entropy = lambda s, layout=None: jr.solve(_chain(scale=s), jr.VAMP(layout=layout)).entropy

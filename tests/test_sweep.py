@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 import jaxreplica as jr
 from jaxreplica.experiments.figure2 import demo_spectra, figure2_chain
@@ -37,14 +38,13 @@ def test_sweep_command_small(tmp_path, capsys):
 def test_sweep_command_rejects_bad_input(tmp_path):
     from jaxreplica.cli import main
 
-    import pytest
-
     with pytest.raises((SystemExit, ValueError)):
-        main(["sweep", "--activations", "tanh", "--width", "10", "--out", str(tmp_path), "--no-progress"])
+        main(["sweep", "--activations", "swish", "--width", "10", "--out", str(tmp_path), "--no-progress"])
     with pytest.raises((SystemExit, ValueError)):
         main(["sweep", "--width", "0", "--out", str(tmp_path), "--no-progress"])
 
 
+@pytest.mark.slow
 def test_sweep_fixed_point_matches_solve_layers():
     """The fixed-point path solves T_1 as its own one-layer chain (see replica_curves)."""
     from jaxreplica.experiments.figure2 import run_sweep

@@ -80,6 +80,7 @@ def test_linear_channel_closed_forms_match_generic_quadrature():
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_nishimori_identities():
     """Ahat = -2 d I_last/dV and Vhat = 2 d I_hidden/dA - rho_next: two forms of one derivative."""
     import jax
@@ -114,6 +115,7 @@ def test_bad_input_raises_with_parameter_name():
         jr.solve(jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.Linear(noise=0.1))]), method="newton")
 
 
+@pytest.mark.slow
 def test_switched_channel_equals_its_options():
     """Every scalar function of ``Switched(options, index)`` is that of ``options[index]``
     (with the switch's noise), inside ``jit`` with a traced index; bad input names the field."""
