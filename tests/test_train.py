@@ -189,7 +189,7 @@ def test_tracking_failure_records_nan_and_training_goes_on(monkeypatch):
             return sol.replace(converged=jnp.asarray(False), iterations=jnp.asarray(1000))
         return sol
 
-    monkeypatch.setattr(tracking, "_jitted_solve", lambda method, max_iter: flaky)
+    monkeypatch.setattr(tracking, "_jitted_solve", lambda method, max_iter, quadrature=None: flaky)
     net, data = _figure3(30, samples_per_dim=10)
     _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=2), progress=False)
     # calls 1, 4, 7 (layer 1) raise; calls 2, 5, 8 (layer 2) do not converge; layer 3 is fine
