@@ -58,20 +58,27 @@ def gaussian_chain(weights: Sequence, noises: Sequence, prior_var=1.0) -> Gaussi
     for k in range(1, len(weights)):
         if weights[k].shape[1] != weights[k - 1].shape[0]:
             raise ValueError(f"weights[{k}] has {weights[k].shape[1]} inputs but weights[{k-1}] has {weights[k-1].shape[0]} outputs")
+    check("noises[-1]", noises[-1], positive=True)
+    H, Hc = _chain_entropies(tuple(weights), jnp.asarray(noises, dtype=jnp.float64), prior_var)
+    return GaussianChainValues(entropy=H, conditional_entropy=Hc, mutual_information=H - Hc)
+
+
+@jax.jit
+def _chain_entropies(weights, noises, prior_var):
+    """``H(T_l)/n_0`` and ``H(T_l | X)/n_0`` of :func:`gaussian_chain`, one compiled program
+    per set of shapes (op by op, every shape compiled a dozen small programs)."""
     n0 = weights[0].shape[1]
     last = noises[-1]
-    check("noises[-1]", last, positive=True)
     S = prior_var * jnp.eye(n0)
     N = jnp.zeros((n0, n0))
     H, Hc = [], []
-    for k, (W, d) in enumerate(zip(weights, noises)):
+    for W, d in zip(weights, noises):
         S = W @ S @ W.T
         N = W @ N @ W.T
-        measured = jnp.where(jnp.asarray(d) > 0, d, last)
+        measured = jnp.where(d > 0, d, last)
         eye = jnp.eye(W.shape[0])
         H.append(gaussian_entropy(S + measured * eye) / n0)
         Hc.append(gaussian_entropy(N + measured * eye) / n0)
         S = S + d * eye
         N = N + d * eye
-    H, Hc = jnp.stack(H), jnp.stack(Hc)
-    return GaussianChainValues(entropy=H, conditional_entropy=Hc, mutual_information=H - Hc)
+    return jnp.stack(H), jnp.stack(Hc)
