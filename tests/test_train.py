@@ -175,6 +175,27 @@ def test_tracking_matches_exact_on_a_linear_student(tmp_path):
 
 
 @needs_engine
+@pytest.mark.slow
+def test_recompute_keeps_the_recorded_quadrature(tmp_path):
+    """A run tracked with coarse rules is recomputed with the same rules (after a round trip
+    through the files); asking for the default rules gives other values."""
+    coarse = jr.QuadratureConfig(bulk_segments=6, legendre=6, hermite_w=6, hermite_xi=8)
+    data = jd.teacher_student(jax.random.key(0), 8, 2, samples_per_dim=10)
+    net = build_network([8, 8, 8, 2], ["hardtanh", "hardtanh", "linear"], [True, True, False], key=jax.random.key(1),
+                        scale=2.0)
+    _, hist = jt.train(net, data, jax.random.key(2), jt.TrainConfig(epochs=1),
+                       tracking=jt.Tracking(every=1, layers=2, quadrature=coarse), progress=False)
+    assert np.all(hist.converged)
+    hist.save(tmp_path)
+    back = jt.History.load(tmp_path)
+    again = jt.recompute(back)
+    np.testing.assert_allclose(again.mutual_information, hist.mutual_information, atol=1e-12, rtol=0)
+    assert again.config["tracking"]["quadrature"] == back.config["tracking"]["quadrature"]
+    default = jt.recompute(back, quadrature=jr.QuadratureConfig())
+    assert np.abs(default.mutual_information[:, 1] - hist.mutual_information[:, 1]).max() > 1e-9
+
+
+@needs_engine
 def test_tracking_failure_records_nan_and_training_goes_on(monkeypatch):
     """A solve that raises or does not converge gives NaN with its reason; training continues."""
     real = tracking._jitted_solve("vamp", 1000)

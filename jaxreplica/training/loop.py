@@ -19,6 +19,7 @@ from jaxreplica._struct import pytree
 from jaxreplica.batched import batch_mesh, describe_mesh
 from jaxreplica.chain import SpectralLayer
 from jaxreplica.data import prior_from_description
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 from jaxreplica.training.history import History, PenaltyLog, json_default
 from jaxreplica.training.penalty import InformationPenalty
 from jaxreplica.training.step import loss_function, make_epoch, make_evaluate, make_step, penalty_summary
@@ -308,14 +309,21 @@ def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, t
     return network, recorder.history(epochs_run, classification, penalty_log, described)
 
 
+def _recorded_quadrature(tracking: dict) -> QuadratureConfig:
+    """The tracking's quadrature rules as recorded (histories written before they were
+    recorded used the defaults)."""
+    recorded = tracking.get("quadrature")
+    return DEFAULT if recorded is None else QuadratureConfig(**recorded)
+
+
 def recompute(history: History, *, hidden_noise: float | None = None, last_noise: float | None = None,
               noise_position: str | None = None, tol: float | None = None, max_iter: int | None = None, method: str | None = None,
-              every: int = 1) -> History:
+              quadrature: QuadratureConfig | None = None, every: int = 1) -> History:
     """Redo the tracked trajectory from the recorded spectra, possibly with other noise levels.
 
     Settings not given keep their recorded values; with all of them unchanged the
     recorded ``entropy`` and ``mutual_information`` are reproduced (same chains,
-    same warm-start sequence). ``every = k`` uses every ``k``-th tracked epoch.
+    same quadrature rules, same warm-start sequence). ``every = k`` uses every ``k``-th tracked epoch.
     Exact values need the weight matrices, which are not stored: the returned
     history has none (``exact_*`` is ``None``).
     """
@@ -330,7 +338,8 @@ def recompute(history: History, *, hidden_noise: float | None = None, last_noise
                         noise_position=tr.get("noise_position", "before") if noise_position is None else noise_position,
                         tol=tr["tol"] if tol is None else tol,
                         max_iter=tr["max_iter"] if max_iter is None else max_iter,
-                        method=tr["method"] if method is None else method, exact=False)
+                        method=tr["method"] if method is None else method, exact=False,
+                        quadrature=_recorded_quadrature(tr) if quadrature is None else quadrature)
     m = tr["layers"]
     net = history.config["network"]
     sizes = net["sizes"]
@@ -354,7 +363,7 @@ def recompute(history: History, *, hidden_noise: float | None = None, last_noise
     config = json.loads(json.dumps(history.config, default=json_default))
     config["tracking"].update({"hidden_noise": tracking.hidden_noise, "last_noise": tracking.last_noise,
                                "noise_position": tracking.noise_position, "tol": tracking.tol, "max_iter": tracking.max_iter, "method": tracking.method,
-                               "exact": False, "recomputed": True})
+                               "quadrature": dataclasses.asdict(tracking.quadrature), "exact": False, "recomputed": True})
     return dataclasses.replace(
         history,
         tracked_epoch=history.tracked_epoch[rows],

@@ -355,6 +355,7 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
     total = jnp.zeros(())
     calls = jnp.zeros((), jnp.int32) if state is None else state.calls
     lagged = state is not None and penalty.solve_every > 1
+    due = calls % penalty.solve_every == 0  # this call solves (lagged penalty)
     for i, (layer, beta) in enumerate(penalty.betas):
         init = None if state is None else state.fixed_points[i]
         frozen_chain = jax.lax.stop_gradient(penalty.chain(spectra, layer))
@@ -365,7 +366,7 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
 
         if lagged:
             skip = lambda init=init: (init, jnp.asarray(True), jnp.zeros((), jnp.int32))  # noqa: E731
-            op, ok, iterations = jax.lax.cond(calls % penalty.solve_every == 0, solved, skip)
+            op, ok, iterations = jax.lax.cond(due, solved, skip)
         else:
             op, ok, iterations = solved()
         op = jax.lax.stop_gradient(op)
