@@ -185,7 +185,10 @@ class SmoothChannel(Channel):
             logz, var, dw = self.posterior(A, s, t0, w, zeta, xi, cfg)
             return jnp.stack([jnp.sum(weight * logz), jnp.sum(weight * dw * dw), jnp.sum(weight * var)])
 
-        total_sums = jnp.sum(jax.lax.map(sums, nodes), axis=0)
+        # Rematerialised under differentiation: a reverse pass keeps each chunk's inputs
+        # only, not every intermediate of every node (a gradient through a two-layer tanh
+        # chain otherwise asked for tens of GB).
+        total_sums = jnp.sum(jax.lax.map(jax.checkpoint(sums), nodes), axis=0)
         return 0.5 + total_sums[0], total_sums[1], total_sums[2]
 
     def posterior(self, A, s, t0, w, zeta, xi, cfg: QuadratureConfig = DEFAULT):
