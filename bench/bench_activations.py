@@ -14,13 +14,11 @@ and its solves timed separately. Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pathlib
-import platform
 import sys
 
 import numpy as np
+from _results import machine, write
 
 from jaxreplica.experiments.figure2 import DEFAULT_SIGMAS, run_sweep
 
@@ -53,11 +51,7 @@ def main(argv=None) -> int:
         r["total_ratio"] = (r["solve_seconds"] + r["compile_seconds"]) / (base["solve_seconds"] + base["compile_seconds"])
         print(f"{name:<38} {r['compile_seconds']:10.2f} {r['solve_seconds']:9.2f} {r['solve_ratio']:17.2f}x "
               f"{'yes' if r['converged'] else 'NO':>10}")
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
-              "sigmas": sigmas, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write(args.out, {"machine": machine(), "sigmas": sigmas, "rows": rows})
     return 0
 
 

@@ -24,11 +24,12 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import tempfile
 import time
+
+from _results import machine, write
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATA = HERE.parent / "tests" / "data"
@@ -150,15 +151,12 @@ def main(argv=None) -> int:
     diffs = {"cold_vs_cached": max_difference(cold["first"], cached["first"]),
              "cached_vs_warm": max_difference(cached["first"], cached["warm"])}
     print(f"largest difference between runs: {max(diffs.values()):.1e}")
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                          "cpus": os.cpu_count(), "python": platform.python_version()},
+    result = {"machine": machine(),
               "sigmas": cold["sigmas"], "reference": {"demo_seconds": ref_demo, "sweep_seconds": ref_sweep},
               "cold": cold, "cached": cached, "differences": diffs,
               "speedups": {"cold": ref_sweep / cold["first_seconds"], "cached": ref_sweep / cached["first_seconds"],
                            "warm": ref_sweep / cached["warm_seconds"]}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write(args.out, result)
     return 0
 
 

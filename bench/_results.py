@@ -1,0 +1,21 @@
+"""What every benchmark script records besides its numbers: the machine, and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+
+
+def machine(**extra) -> dict:
+    """Platform, processor, core count and Python version, plus ``extra`` entries."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), **extra}
+
+
+def write(path: pathlib.Path, result: dict) -> None:
+    """Write ``result`` as indented JSON to ``path`` (its folder created) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
