@@ -361,9 +361,7 @@ def recompute(history: History, *, hidden_noise: float | None = None, last_noise
         out["iterations"].append(iters)
         failures.extend((int(history.tracked_epoch[i]), l, why) for l, why in fails)
     config = json.loads(json.dumps(history.config, default=json_default))
-    config["tracking"].update({"hidden_noise": tracking.hidden_noise, "last_noise": tracking.last_noise,
-                               "noise_position": tracking.noise_position, "tol": tracking.tol, "max_iter": tracking.max_iter, "method": tracking.method,
-                               "quadrature": dataclasses.asdict(tracking.quadrature), "exact": False, "recomputed": True})
+    config["tracking"].update(dataclasses.asdict(tracking), recomputed=True)  # as train() records it
     return dataclasses.replace(
         history,
         tracked_epoch=history.tracked_epoch[rows],
