@@ -38,13 +38,30 @@ __all__ = ["Channel"]
 class Channel(Validated):
     """The protocol of a channel (see the module docstring). Subclasses are pytree
     dataclasses with fields ``noise`` (variance before the activation), ``noise_after``
-    (variance after it; ``None``, the default, means none, which is part of the
-    structure) and ``bias``."""
+    (variance after it) and ``bias``; for the last two ``None``, the default, means none,
+    which is part of the structure: a channel without a bias whose activation is odd
+    (``odd``: hardtanh, sign, tanh, erf) has even replica integrands, and its averages
+    over the teacher's pre-activation take the half line ``y0 >= 0`` only (half the work,
+    same numbers to round-off). ``bias=0.0`` is a traced number like any other (use it to
+    differentiate with respect to the bias) and takes the whole line."""
 
     noise: float
     noise_after: float | None
-    bias: float
+    bias: float | None
     _rules = {"noise": "nonnegative", "noise_after": "nonnegative", "bias": "finite"}
+    odd = False  # phi(-y) = -phi(y)
+
+    @property
+    def shift(self):
+        """The bias, ``0.0`` when there is none."""
+        return 0.0 if self.bias is None else self.bias
+
+    @property
+    def symmetric(self) -> bool:
+        """Static: the replica integrands are even in the teacher's pre-activation (an odd
+        activation and no bias), so its averages may fold the half line ``y0 < 0`` onto
+        ``y0 > 0``."""
+        return self.odd and self.bias is None
 
     # -- the core, without noise after the activation ---------------------------------
     def activation(self, y):

@@ -32,13 +32,13 @@ class Linear(PiecewiseChannel):
 
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
 
     def _pieces(self):
         return [Piece(-INF, INF, 1.0)]
 
     def _second_moment(self, rho):
-        return rho + self.noise + self.bias**2
+        return rho + self.noise + self.shift**2
 
     def _noise_free(self, rho, cfg: QuadratureConfig):
         return -0.5 * jnp.log(2.0 * jnp.pi * jnp.e * self.noise) + 0.0 * rho
@@ -62,7 +62,7 @@ class ReLU(PiecewiseChannel):
 
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
 
     def _pieces(self):
         return [Piece(-INF, 0.0, None, 0.0), Piece(0.0, INF, 1.0)]
@@ -75,7 +75,7 @@ class LeakyReLU(PiecewiseChannel):
     noise: float = 0.0
     slope: float = 0.1
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
 
     _rules = {**PiecewiseChannel._rules, "slope": "positive"}
 
@@ -90,7 +90,8 @@ class HardTanh(PiecewiseChannel):
     noise: float = 0.0
     threshold: float = 1.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
+    odd = True
 
     _rules = {**PiecewiseChannel._rules, "threshold": "positive"}
 
@@ -105,7 +106,8 @@ class Probit(PiecewiseChannel):
 
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
+    odd = True
 
     def _pieces(self):
         return [Piece(-INF, 0.0, None, -1.0), Piece(0.0, INF, None, 1.0)]
@@ -136,7 +138,7 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     xi_cfg = dataclasses.replace(cfg, bulk_segments=8, grades=8, half_width=8.0, legendre=max(cfg.legendre, 8))
 
     def log_pair(ww):
-        ww = ww + channel.bias
+        ww = ww + channel.shift
         lp, lm = log_ndtr(ww / sd), log_ndtr(-ww / sd)
         return 0.5 * (lp + lm), 0.5 * (lp - lm)
 
@@ -184,7 +186,7 @@ class Switched(Channel):
     index: int = 0
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
 
     def __post_init__(self):
         opts = tuple(self.options)

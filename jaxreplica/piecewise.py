@@ -83,7 +83,7 @@ class PiecewiseChannel(Channel):
     def pieces(self):
         """The pieces of ``y -> phi(y + bias)``: finite bounds move by ``-bias``, affine
         offsets by ``slope bias``."""
-        b = self.bias
+        b = self.shift
         shift = lambda x: x if _is_inf(x) else x - b
         return [Piece(shift(p.lo), shift(p.hi), p.slope, p.offset if p.atom else p.offset + p.slope * b)
                 for p in self._pieces()]
@@ -125,13 +125,17 @@ class PiecewiseChannel(Channel):
 
         Near a kink the integrand changes on the scale of the student's posterior on
         ``y``: ``sqrt(s)`` from the prior ``N(w, s)``, narrowed to
-        ``sqrt(s/(1 + s A))`` by the field ``B`` of a hidden layer.
+        ``sqrt(s/(1 + s A))`` by the field ``B`` of a hidden layer. For a symmetric
+        channel (``self.symmetric``) ``y0`` covers ``y0 >= 0`` only, with doubled
+        weights: every average taken over these nodes is of a function that is even
+        under ``(y0, w, xi) -> (-y0, -w, -xi)``, and the ``w`` and ``xi`` rules are
+        symmetric.
         """
         s = jnp.maximum(V + self.noise, TINY)
         spread = jnp.maximum(rho - V, 0.0)
         total = rho + self.noise
         scale = jnp.sqrt(s / (1.0 + s * A))
-        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._kinks(), scale, cfg)
+        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._kinks(), scale, cfg, even=self.symmetric)
         eta, weta = hermite_rule(cfg.hermite_w)
         c1 = spread / total
         c2 = spread * s / total
@@ -177,7 +181,8 @@ class PiecewiseChannel(Channel):
         noise = jnp.maximum(jnp.asarray(self.noise, dtype=jnp.float64), TINY)
         sd = jnp.sqrt(noise)
         cfg = cfg.for_output()
-        z, weight = kinked_gaussian_rule(jnp.sqrt(jnp.maximum(rho, TINY)), self._kinks(), sd, cfg)
+        z, weight = kinked_gaussian_rule(jnp.sqrt(jnp.maximum(rho, TINY)), self._kinks(), sd, cfg,
+                                         even=self.symmetric)
         total = 0.0
         for p in self.pieces():
             a, b = standardize(p.lo, z, sd), standardize(p.hi, z, sd)

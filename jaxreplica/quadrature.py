@@ -154,23 +154,33 @@ def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig):
     return jnp.sort(jnp.concatenate(pts))
 
 
-def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAULT):
+def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAULT, even: bool = False):
     """Composite rule for ``E f(y)``, ``y ~ N(0, sd^2)``, with ``f`` kinked at ``kinks``.
 
     ``f`` may change on the length ``scale`` near each kink (one number, or one per
     kink). Returns ``(y, w)`` with
     ``sum_i w_i f(y_i) ~= E f(y)``; segments of zero length (breakpoints clipped to
     the domain) carry zero weight.
+
+    ``even=True`` (static) is for an ``f`` with ``f(-y) = f(y)`` and kinks placed
+    symmetrically about 0 (with equal scales): the rule is then the half of the full
+    rule on ``y >= 0`` (the full rule's breakpoints are symmetric, so that half is
+    theirs from 0 on) with doubled weights: the same sum to round-off, for half the
+    nodes.
     """
     sd = jnp.asarray(sd, dtype=jnp.float64)
     bp = _breakpoints(sd, kinks, scale, cfg)
+    if even:
+        n = bp.shape[0]
+        # A symmetric set of odd size has 0 in the middle; of even size, 0 is not in it.
+        bp = bp[n // 2:].at[0].set(0.0) if n % 2 else jnp.concatenate([jnp.zeros(1), bp[n // 2:]])
     x, w = legendre_rule(cfg.legendre)
     left, right = bp[:-1, None], bp[1:, None]
     half_len = 0.5 * (right - left)
     y = (0.5 * (left + right) + half_len * x).reshape(-1)
     weights = (half_len * w).reshape(-1)
     density = jnp.exp(-0.5 * (y / sd) ** 2 - 0.5 * LOG_2PI) / sd
-    return y, weights * density
+    return y, weights * density * (2.0 if even else 1.0)
 
 
 # log Phi(x) below this from its asymptotic series (erfc underflows near x = -37.5).

@@ -113,12 +113,12 @@ class SmoothChannel(Channel):
 
     # -- with the bias ----------------------------------------------------------------
     def activation(self, y):
-        return self._phi(y + self.bias)
+        return self._phi(y + self.shift)
 
     def _inverse_biased(self, t, lo, hi):
         """``phi^-1`` of ``y -> phi(y + bias)`` on ``[lo, hi]``, with one differentiable
         Newton step for a generic inverse (a closed form is differentiable as it is)."""
-        b = self.bias
+        b = self.shift
         if type(self)._inverse is SmoothChannel._inverse:
             x = jax.lax.stop_gradient(self._inverse(t, lo + b, hi + b))
             f, g = self._phi_and_slope(x)
@@ -128,14 +128,14 @@ class SmoothChannel(Channel):
         return jnp.clip(x - b, lo, hi)
 
     def _biased_kinks(self):
-        return [k - self.bias for k in self._kinks()]
+        return [k - self.shift for k in self._kinks()]
 
     # -- one-dimensional averages over y ~ N(0, rho + noise) --------------------------
     def _average(self, f, rho, cfg: QuadratureConfig = DEFAULT):
         sd = jnp.sqrt(jnp.maximum(rho + self.noise, TINY))
         rule = dataclasses.replace(cfg.for_prior(), bulk_segments=cfg.smooth_average_segments)
         y, wy = kinked_gaussian_rule(sd, self._biased_kinks(), sd, rule)
-        return jnp.sum(wy * f(y + self.bias))
+        return jnp.sum(wy * f(y + self.shift))
 
     def _second_moment(self, rho):
         return self._average(lambda x: self._phi(x) ** 2, rho)
@@ -164,7 +164,8 @@ class SmoothChannel(Channel):
         spread = jnp.maximum(rho - V, 0.0)
         teacher = dataclasses.replace(cfg, bulk_segments=cfg.smooth_teacher_segments,
                                       legendre=cfg.smooth_teacher_legendre, half_width=cfg.smooth_teacher_width)
-        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._biased_kinks(), jnp.sqrt(s / (1.0 + s * A)), teacher)
+        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._biased_kinks(), jnp.sqrt(s / (1.0 + s * A)), teacher,
+                                      even=self.symmetric)
         eta, weta = hermite_rule(cfg.smooth_hermite_w)
         xi, wxi = hermite_rule(cfg.smooth_hermite_xi)
         y0, eta, xi = y0[:, None, None], eta[None, :, None], xi[None, None, :]
@@ -229,7 +230,7 @@ class SmoothChannel(Channel):
         half = 0.5 * (right - left)
         u = (0.5 * (left + right) + half * x).reshape(points.shape[:-1] + (-1,))
         wu = (half * wl).reshape(u.shape)
-        phi, slope = self._phi_and_slope(ex(w) + ex(sqs) * u + self.bias)
+        phi, slope = self._phi_and_slope(ex(w) + ex(sqs) * u + self.shift)
         d = phi - ex(t0)
         q = sqa * d - ex(xi)
         # exp(-(u^2 + q^2)/2) <= 1 and is about exp(-(zeta^2 + xi^2)/2) at the teacher:
@@ -243,7 +244,7 @@ class SmoothChannel(Channel):
         mean_dq = jnp.sum(e * q * slope, axis=-1) / z
         # <u> = -sqrt(A s) <q phi'> (by parts); lam <u> + (1 - lam) ... see the docstring:
         # (lam <u> - sqrt(A s) <q phi'>)/(1 + lam) with lam at the teacher.
-        g0 = self._phi_and_slope(w + sqs * zeta + self.bias)[1]
+        g0 = self._phi_and_slope(w + sqs * zeta + self.shift)[1]
         lam = s * A * g0 * g0
         dw = (sqs * A * g0 * g0 * mean_u - sqa * mean_dq) / (1.0 + lam)
         return jnp.log(z) - 0.5 * LOG_2PI, var, dw

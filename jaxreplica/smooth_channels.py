@@ -30,7 +30,8 @@ class Tanh(SmoothChannel):
 
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
+    odd = True
 
     def _phi(self, x):
         return jnp.tanh(x)
@@ -56,7 +57,7 @@ class Sigmoid(SmoothChannel):
 
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
 
     def _phi(self, x):
         return jax.nn.sigmoid(x)
@@ -80,7 +81,7 @@ class Softplus(SmoothChannel):
 
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
 
     def _phi(self, x):
         return jax.nn.softplus(x)
@@ -106,7 +107,7 @@ class ELU(SmoothChannel):
     noise: float = 0.0
     alpha: float = 1.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
 
     _rules = {**SmoothChannel._rules, "alpha": "positive"}
 
@@ -134,7 +135,8 @@ class Erf(SmoothChannel):
 
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
+    odd = True
 
     def _phi(self, x):
         return erf(x)
@@ -164,7 +166,7 @@ class Activation(SmoothChannel):
     fn: object
     noise: float = 0.0
     noise_after: float | None = None
-    bias: float = 0.0
+    bias: float | None = None
 
     _static = ("fn",)
 

@@ -189,3 +189,24 @@ def test_noise_free_entropy_against_scipy(name, noise, rho):
     ch = channel(name, {"var_noise": noise})
     assert abs(float(ch.noise_free_entropy(rho)) - want) < 1e-12
     assert abs(float(ch.output_free_entropy(0.0, rho)) - want) < 1e-9
+
+
+def test_odd_activations_without_bias_fold_the_teacher_average():
+    """An odd activation without a bias averages over the half line ``y0 >= 0`` only; its
+    functions equal the whole line's (``bias=0.0``, a traced number) to round-off, hidden
+    and last layer, noise before and after. A fold that dropped or double-counted a half
+    would be off by a factor of about 2."""
+    cases = [jr.HardTanh(noise=1e-5), jr.HardTanh(threshold=0.6, noise=1e-3, noise_after=1e-2), jr.Probit(noise=1e-2),
+             jr.Tanh(noise=1e-4), jr.Erf(noise=1e-3, noise_after=1e-3)]
+    points = [(1e-2, 1e-6, 1.0), (3.0, 0.2, 0.8), (1e4, 1e-3, 2.5)]
+    for ch in cases:
+        assert ch.symmetric and not ch.replace(bias=0.0).symmetric
+        for A, V, rho in points:
+            folded = _hidden_fns(ch, A, V, rho) + tuple(_output_fns(ch, V, rho))
+            whole_ch = ch.replace(bias=0.0)
+            whole = _hidden_fns(whole_ch, A, V, rho) + tuple(_output_fns(whole_ch, V, rho))
+            np.testing.assert_allclose(np.asarray(folded), np.asarray(whole), rtol=1e-10, atol=1e-13,
+                                       err_msg=f"{type(ch).__name__} at A={A}, V={V}, rho={rho}")
+        np.testing.assert_allclose(float(ch.noise_free_entropy(1.3)), float(ch.replace(bias=0.0).noise_free_entropy(1.3)),
+                                   rtol=1e-13)
+    assert not jr.ReLU().symmetric and not jr.Sigmoid().symmetric and not jr.HardTanh(bias=0.3).symmetric
