@@ -50,6 +50,7 @@ class Channel(Validated):
     bias: float | None
     _rules = {"noise": "nonnegative", "noise_after": "nonnegative", "bias": "finite"}
     odd = False  # phi(-y) = -phi(y)
+    closed_form = False  # every function in closed form (no quadrature rule used)
 
     @property
     def shift(self):

@@ -33,6 +33,7 @@ class Linear(PiecewiseChannel):
     noise: float = 0.0
     noise_after: float | None = None
     bias: float | None = None
+    closed_form = True
 
     def _pieces(self):
         return [Piece(-INF, INF, 1.0)]
@@ -197,6 +198,10 @@ class Switched(Channel):
         if index is not None and not (index.shape == () and index == int(index) and 0 <= index < len(opts)):
             raise ValueError(f"index must be an integer in [0, {len(opts)}) (got {self.index!r})")
         super().__post_init__()
+
+    @property
+    def closed_form(self) -> bool:
+        return all(o.closed_form for o in self.options)
 
     def _switch(self, method: str, args, cfg=None):
         extra = () if cfg is None else (cfg,)

@@ -65,9 +65,12 @@ class _Scheme:
     after the iteration (each costs a Hessian of ``phi``); ``layout``: how the starts
     run, ``"map"`` one after the other (the cost is the sum of their iterations: best
     on CPU), ``"vmap"`` side by side (every start runs as long as the slowest: best on
-    accelerators), ``None`` by backend."""
+    accelerators), ``None`` by backend; ``survey``: each start of a multi-start first
+    iterates with the coarse rules (``QuadratureConfig.coarse()``) and is then refined
+    with the given ones, where a hidden channel integrates numerically (the answer is the
+    given rules'; the way into each basin costs several times less)."""
 
-    _static = ("max_iter", "polish_steps", "layout")
+    _static = ("max_iter", "polish_steps", "layout", "survey")
 
     def __post_init__(self):
         check("tol", self.tol, positive=True)
@@ -75,6 +78,8 @@ class _Scheme:
             raise ValueError(f"max_iter must be at least 1 (got {self.max_iter})")
         if int(self.polish_steps) < 0:
             raise ValueError(f"polish_steps must be non-negative (got {self.polish_steps})")
+        if not isinstance(self.survey, bool):
+            raise ValueError(f"survey must be True or False (got {self.survey!r})")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be None, 'map' or 'vmap' (got {self.layout!r})")
         object.__setattr__(self, "max_iter", int(self.max_iter))
@@ -93,6 +98,7 @@ class VAMP(_Scheme):
     max_iter: int = 3000
     polish_steps: int = 0
     layout: str | None = None
+    survey: bool = True
 
     name = "vamp"
     accelerate = True
@@ -173,6 +179,7 @@ class FixedPoint(_Scheme):
     max_iter: int = 3000
     polish_steps: int = 0
     layout: str | None = None
+    survey: bool = True
 
     name = "fixed_point"
     accelerate = False
@@ -236,5 +243,5 @@ def as_scheme(method, **overrides):
     elif not isinstance(method, (VAMP, FixedPoint)):
         raise ValueError(f"method must be 'vamp', 'fixed_point', jr.VAMP(...) or jr.FixedPoint(...) (got {method!r})")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return type(method)(**{**{f: getattr(method, f) for f in ("tol", "max_iter", "polish_steps", "layout")}, **overrides}) \
+    return type(method)(**{**{f: getattr(method, f) for f in ("tol", "max_iter", "polish_steps", "layout", "survey")}, **overrides}) \
         if overrides else method
