@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.extend
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
@@ -109,9 +110,8 @@ def _run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) ->
     else:
         first = scan_starts(lambda i, st, known: run(coarse, st, survey_tol, known), starts)
         skip = first.merged >= 0
-        placeholder = jax.tree_util.tree_map(
-            lambda s: jnp.zeros(s.shape, s.dtype),
-            jax.eval_shape(lambda st: run(fine, st, scheme.tol), jax.tree_util.tree_map(lambda x: x[0], starts)))
+        # (the refinement's result has the survey's shapes: a start skipped gets zeros)
+        placeholder = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape[1:], x.dtype), first)
 
         def refine(i, st, known):
             res = jax.tree_util.tree_map(lambda x: x[i], first)
@@ -210,6 +210,27 @@ def _search(chain: Chain, scheme, init, cfg: QuadratureConfig) -> _Found:
                   start_iterations=results.iterations, start_mmse=results.op.V[:, 0])
 
 
+def _trace_once(fn):
+    """``fn`` traced once per argument structure and shapes; later calls evaluate the
+    recorded program. ``custom_vmap`` traces a search for the unbatched call and its
+    batching rule traces it again for each lane with the same shapes (a jit's cache
+    does not serve there: the rule runs in another tracing context); tracing a surveyed
+    two-layer search takes about a second of Python."""
+    programs = {}
+
+    def call(*args):
+        args = jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), args)
+        leaves, tree = jax.tree_util.tree_flatten(args)
+        key = (tree, tuple(jax.typeof(x) for x in leaves))
+        if key not in programs:
+            closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+            programs[key] = (jax.extend.core.jaxpr_as_fun(closed), jax.tree_util.tree_structure(shape))
+        run, out_tree = programs[key]
+        return jax.tree_util.tree_unflatten(out_tree, run(*leaves))
+
+    return call
+
+
 @functools.lru_cache(maxsize=None)
 def _batched_search(cfg: QuadratureConfig):
     """:func:`_search` with a batching rule: under ``jax.vmap`` the solves of a batch
@@ -218,14 +239,15 @@ def _batched_search(cfg: QuadratureConfig):
     ``"vmap"``: side by side, each running as long as the slowest), instead of JAX's
     default, which batches the iteration's ``while_loop`` and so runs every solve until
     the slowest has converged."""
-    search = custom_batching.custom_vmap(lambda chain, scheme, init: _search(chain, scheme, init, cfg))
+    traced = _trace_once(lambda chain, scheme, init: _search(chain, scheme, init, cfg))
+    search = custom_batching.custom_vmap(traced)
 
     @search.def_vmap
     def _rule(axis_size, in_batched, chain, scheme, init):
         args = jax.tree_util.tree_map(
             lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), (chain, scheme, init),
             tuple(in_batched))
-        one = lambda a: _search(*a, cfg)
+        one = lambda a: traced(*a)
         out = jax.lax.map(one, args) if _layout(scheme) == "map" else jax.vmap(one)(args)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
@@ -243,6 +265,7 @@ def _batched_conditional_search(cfg: QuadratureConfig):
         placeholder = lambda: jax.tree_util.tree_map(lambda s: jnp.ones(s.shape, s.dtype), jax.eval_shape(run))
         return jax.lax.cond(chain.hidden_noiseless(), placeholder, run)
 
+    one = _trace_once(one)
     search = custom_batching.custom_vmap(one)
 
     @search.def_vmap
