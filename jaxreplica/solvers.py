@@ -24,7 +24,8 @@ from jax import custom_batching
 
 from jaxreplica.chain import Chain
 from jaxreplica.conditional import conditional_chain
-from jaxreplica.iteration import IterationResult, iterate
+from jaxreplica.iteration import IterationResult
+from jaxreplica.multistart import layout, run_starts
 from jaxreplica.potential import OrderParameters, noise_entropy, phi
 from jaxreplica.priors import MMSE_FLOOR
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig
@@ -45,89 +46,6 @@ def check_method(method):
     """``method`` if it names or is a scheme, else ``ValueError``."""
     as_scheme(method)
     return method
-
-
-def _layout(scheme) -> str:
-    if scheme.layout is not None:
-        return scheme.layout
-    return "map" if jax.default_backend() == "cpu" else "vmap"
-
-
-SURVEY_TOL = 1e-6  # the coarse survey's stopping change (the refinement then runs to the scheme's tol)
-
-
-def _run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> IterationResult:
-    """Every start to convergence: one after the other (``"map"``) or side by side
-    (``"vmap"``: each runs as long as the slowest, which an accelerator hides).
-
-    With ``survey`` (the multi-start), each start first runs with the coarse rules
-    (``cfg.coarse()``, several times cheaper), to ``SURVEY_TOL``, and then from that end
-    point with the given rules to the scheme's tolerance: the many iterations of the way
-    into a basin cost little, the fixed point and everything computed from it are those
-    of the given rules. One after the other, a start that runs into the basin of a
-    fixed point an earlier start converged to stops there and takes that start's result
-    (most chains have one stationary point, which every start would otherwise approach
-    to full precision), in the survey and in the refinement. A start whose survey did
-    not converge is refined from its own initial point. Iterations are counted over
-    both stages."""
-    fine = lambda st: scheme.sweep(st, chain, cfg, trho)
-    run = lambda sweep, st, tol, known=None: iterate(sweep, st, chain.depth, tol, scheme.max_iter, scheme.accelerate,
-                                                     known=known)
-    count = jax.tree_util.tree_leaves(starts)[0].shape[0]
-    unravel = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))[1]
-    if survey:
-        coarse = lambda st: scheme.sweep(st, chain, cfg.coarse(), trho)
-        survey_tol = jnp.maximum(scheme.tol, SURVEY_TOL)
-
-        def from_survey(res, st):
-            return tree_where(res.converged, unravel(jnp.exp(res.messages)), st)
-
-    if _layout(scheme) == "vmap":
-        if not survey:
-            return jax.vmap(lambda st: run(fine, st, scheme.tol))(starts)
-        first = jax.vmap(lambda st: run(coarse, st, survey_tol))(starts)
-        second = jax.vmap(lambda res, st: run(fine, from_survey(res, st), scheme.tol))(first, starts)
-        return second.replace(iterations=first.iterations + second.iterations)
-
-    def scan_starts(one, init_starts):
-        """``one(i, start, known) -> IterationResult`` over the starts in order, each
-        told the fixed points (log-messages) the earlier ones converged to."""
-        flat = jax.vmap(lambda st: jax.flatten_util.ravel_pytree(st)[0])(init_starts)
-
-        def step(found, i):
-            points, valid = found
-            res = one(i, jax.tree_util.tree_map(lambda x: x[i], init_starts), (points, valid))
-            new = res.converged & (res.merged < 0)
-            return (points.at[i].set(res.messages), valid.at[i].set(new)), res
-
-        init = (jnp.zeros_like(flat), jnp.zeros((count,), dtype=bool))
-        return jax.lax.scan(step, init, jnp.arange(count))[1]
-
-    index = jnp.arange(count)
-    if not survey:
-        results = scan_starts(lambda i, st, known: run(fine, st, scheme.tol, known), starts)
-        source = jnp.where(results.merged >= 0, results.merged, index)
-    else:
-        first = scan_starts(lambda i, st, known: run(coarse, st, survey_tol, known), starts)
-        skip = first.merged >= 0
-        # (the refinement's result has the survey's shapes: a start skipped gets zeros)
-        placeholder = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape[1:], x.dtype), first)
-
-        def refine(i, st, known):
-            res = jax.tree_util.tree_map(lambda x: x[i], first)
-            return jax.lax.cond(skip[i], lambda: placeholder.replace(merged=jnp.asarray(-1)),
-                                lambda: run(fine, from_survey(res, st), scheme.tol, known))
-
-        results = scan_starts(refine, starts)
-        own = jnp.where(results.merged >= 0, results.merged, index)
-        source = jnp.where(skip, own[jnp.where(skip, first.merged, index)], own)
-        results = results.replace(iterations=first.iterations + results.iterations,
-                                  merged=jnp.where(skip, first.merged, results.merged))
-    # A merged start reports the fixed point it joined (its own iteration count stays).
-    take = lambda x: x[source]
-    return results.replace(messages=take(results.messages), op=jax.tree_util.tree_map(take, results.op),
-                           converged=take(results.converged), failed=take(results.failed),
-                           change=take(results.change), potential=take(results.potential))
 
 
 def _select(potentials, results: IterationResult):
@@ -184,7 +102,7 @@ def _search(chain: Chain, scheme, init, cfg: QuadratureConfig) -> _Found:
     # A survey pays where a hidden channel integrates numerically (its averages are the
     # three-dimensional ones); elsewhere it would only double the program.
     survey = scheme.survey and init is None and not all(ch.closed_form for ch in chain.channels[:-1])
-    results = _run_starts(scheme, chain, starts, cfg, trho, survey=survey)
+    results = run_starts(scheme, chain, starts, cfg, trho, survey=survey)
     potentials = results.potential
     if not scheme.reports_potential:
         potentials = jax.vmap(lambda o: phi(o, chain, cfg))(results.op)
@@ -248,7 +166,7 @@ def _batched_search(cfg: QuadratureConfig):
             lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), (chain, scheme, init),
             tuple(in_batched))
         one = lambda a: traced(*a)
-        out = jax.lax.map(one, args) if _layout(scheme) == "map" else jax.vmap(one)(args)
+        out = jax.lax.map(one, args) if layout(scheme) == "map" else jax.vmap(one)(args)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
     return search
@@ -273,7 +191,7 @@ def _batched_conditional_search(cfg: QuadratureConfig):
         args = jax.tree_util.tree_map(
             lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), (chain, scheme), tuple(in_batched))
         step = lambda a: one(*a)
-        out = jax.lax.map(step, args) if _layout(scheme) == "map" else jax.vmap(step)(args)
+        out = jax.lax.map(step, args) if layout(scheme) == "map" else jax.vmap(step)(args)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
     return search

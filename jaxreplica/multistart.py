@@ -1,0 +1,100 @@
+"""Running a multi-start: every start of a scheme to its fixed point, surveyed with coarse
+rules and refined with the given ones, one after the other (joining points found
+earlier) or side by side. :mod:`jaxreplica.solvers` chooses among the points found.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+
+from jaxreplica._struct import tree_where
+from jaxreplica.chain import Chain
+from jaxreplica.iteration import IterationResult, iterate
+
+__all__ = ["SURVEY_TOL", "layout", "run_starts"]
+
+
+def layout(scheme) -> str:
+    """The scheme's layout, or by backend: ``"map"`` on CPU, ``"vmap"`` elsewhere."""
+    if scheme.layout is not None:
+        return scheme.layout
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+SURVEY_TOL = 1e-6  # the coarse survey's stopping change (the refinement then runs to the scheme's tol)
+
+
+def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> IterationResult:
+    """Every start to convergence: one after the other (``"map"``) or side by side
+    (``"vmap"``: each runs as long as the slowest, which an accelerator hides).
+
+    With ``survey`` (the multi-start), each start first runs with the coarse rules
+    (``cfg.coarse()``, several times cheaper), to ``SURVEY_TOL``, and then from that end
+    point with the given rules to the scheme's tolerance: the many iterations of the way
+    into a basin cost little, the fixed point and everything computed from it are those
+    of the given rules. One after the other, a start that runs into the basin of a
+    fixed point an earlier start converged to stops there and takes that start's result
+    (most chains have one stationary point, which every start would otherwise approach
+    to full precision), in the survey and in the refinement. A start whose survey did
+    not converge is refined from its own initial point. Iterations are counted over
+    both stages."""
+    fine = lambda st: scheme.sweep(st, chain, cfg, trho)
+    run = lambda sweep, st, tol, known=None: iterate(sweep, st, chain.depth, tol, scheme.max_iter, scheme.accelerate,
+                                                     known=known)
+    count = jax.tree_util.tree_leaves(starts)[0].shape[0]
+    unravel = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))[1]
+    if survey:
+        coarse = lambda st: scheme.sweep(st, chain, cfg.coarse(), trho)
+        survey_tol = jnp.maximum(scheme.tol, SURVEY_TOL)
+
+        def from_survey(res, st):
+            return tree_where(res.converged, unravel(jnp.exp(res.messages)), st)
+
+    if layout(scheme) == "vmap":
+        if not survey:
+            return jax.vmap(lambda st: run(fine, st, scheme.tol))(starts)
+        first = jax.vmap(lambda st: run(coarse, st, survey_tol))(starts)
+        second = jax.vmap(lambda res, st: run(fine, from_survey(res, st), scheme.tol))(first, starts)
+        return second.replace(iterations=first.iterations + second.iterations)
+
+    def scan_starts(one, init_starts):
+        """``one(i, start, known) -> IterationResult`` over the starts in order, each
+        told the fixed points (log-messages) the earlier ones converged to."""
+        flat = jax.vmap(lambda st: jax.flatten_util.ravel_pytree(st)[0])(init_starts)
+
+        def step(found, i):
+            points, valid = found
+            res = one(i, jax.tree_util.tree_map(lambda x: x[i], init_starts), (points, valid))
+            new = res.converged & (res.merged < 0)
+            return (points.at[i].set(res.messages), valid.at[i].set(new)), res
+
+        init = (jnp.zeros_like(flat), jnp.zeros((count,), dtype=bool))
+        return jax.lax.scan(step, init, jnp.arange(count))[1]
+
+    index = jnp.arange(count)
+    if not survey:
+        results = scan_starts(lambda i, st, known: run(fine, st, scheme.tol, known), starts)
+        source = jnp.where(results.merged >= 0, results.merged, index)
+    else:
+        first = scan_starts(lambda i, st, known: run(coarse, st, survey_tol, known), starts)
+        skip = first.merged >= 0
+        # (the refinement's result has the survey's shapes: a start skipped gets zeros)
+        placeholder = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape[1:], x.dtype), first)
+
+        def refine(i, st, known):
+            res = jax.tree_util.tree_map(lambda x: x[i], first)
+            return jax.lax.cond(skip[i], lambda: placeholder.replace(merged=jnp.asarray(-1)),
+                                lambda: run(fine, from_survey(res, st), scheme.tol, known))
+
+        results = scan_starts(refine, starts)
+        own = jnp.where(results.merged >= 0, results.merged, index)
+        source = jnp.where(skip, own[jnp.where(skip, first.merged, index)], own)
+        results = results.replace(iterations=first.iterations + results.iterations,
+                                  merged=jnp.where(skip, first.merged, results.merged))
+    # A merged start reports the fixed point it joined (its own iteration count stays).
+    take = lambda x: x[source]
+    return results.replace(messages=take(results.messages), op=jax.tree_util.tree_map(take, results.op),
+                           converged=take(results.converged), failed=take(results.failed),
+                           change=take(results.change), potential=take(results.potential))
