@@ -79,9 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--penalty-max-iter", type=int_type(1, what="an iteration cap"), default=1000,
                         help="iteration cap of the penalty's solves; a step that reaches it contributes no "
                              "penalty gradient and is counted (default 1000)")
-    parser.add_argument("--penalty-solve-every", type=int_type(1, what="a number of steps"), default=1,
-                        help="solve the penalty's fixed points every K optimizer steps and use the last ones in "
-                             "between (default 1: every step; needs --hidden-noise 0)")
+    parser.add_argument("--penalty-solve-every", type=int_type(1, what="a number of steps"), default=None,
+                        help="solve the penalty's fixed points every K optimizer steps and use the potential at "
+                             "the last ones in between (default: once an epoch, the number of steps in an epoch; "
+                             "1 with --hidden-noise above 0, which needs every step; 1: every step)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr "
                         "is not a terminal)")
     parser.add_argument("--devices", default=None, type=devices_type,
@@ -112,7 +113,7 @@ def check_arguments(args, parser) -> None:
         seen.add(layer)
     if args.info_penalty and args.devices is not None:
         parser.error("--info-penalty with --devices (data-parallel) is not supported")
-    if args.penalty_solve_every > 1 and args.hidden_noise > 0:
+    if args.penalty_solve_every is not None and args.penalty_solve_every > 1 and args.hidden_noise > 0:
         parser.error("--penalty-solve-every above 1 needs --hidden-noise 0")
     if args.init_scales is not None and args.preset != "figure5":
         parser.error("--init-scales applies to --preset figure5 only")
@@ -140,12 +141,18 @@ def _setup(args, init_scale: float):
         raise ValueError(f"--batch-size {args.batch_size} exceeds the {n_train} training samples of {args.preset}")
     betas = dict(args.info_penalty)
     penalty = None
+    solve_every = args.penalty_solve_every
+    if solve_every is None:
+        # Once an epoch (as many steps as the epoch has batches); every step with noisy
+        # hidden layers, whose conditional solve has no lagged form.
+        batch = args.batch_size or (100 if data.task == "classification" else 50)
+        solve_every = 1 if args.hidden_noise > 0 else max(1, n_train // batch)
     if betas:
         penalty = InformationPenalty.for_network(net, data, betas, tol=args.penalty_tol,
                                                  max_iter=args.penalty_max_iter, last_noise=args.last_noise,
                                                  hidden_noise=args.hidden_noise,
                                                  noise_position=args.noise_position,
-                                                 solve_every=args.penalty_solve_every)
+                                                 solve_every=solve_every)
     config = TrainConfig(epochs=epochs, learning_rate=args.lr, batch_size=args.batch_size, devices=args.devices)
     return net, data, tracking, penalty, config
 

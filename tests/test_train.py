@@ -259,6 +259,24 @@ def test_cli_figure3_small(tmp_path):
     assert hist.mutual_information.shape == (3, 3) and hist.config["preset"]["name"] == "figure3"
 
 
+def test_cli_penalty_solves_once_an_epoch_by_default(tmp_path):
+    """Without --penalty-solve-every the penalty's fixed points are solved once an epoch
+    (as many steps as an epoch has batches: figure3 has 3000 training samples in batches
+    of 50); an explicit value is kept; noisy hidden layers solve at every step."""
+    from jaxreplica.cli import main
+
+    common = ["train", "--preset", "figure3", "--width", "30", "--epochs", "1", "--no-track", "--info-penalty", "3:0.1"]
+    for extra, want in (([], None), (["--penalty-solve-every", "3"], 3), (["--hidden-noise", "1e-3"], 1)):
+        out = tmp_path / str(len(extra))
+        assert main([*common, *extra, "--out", str(out)]) == 0
+        config = json.loads((out / "config.json").read_text())
+        got = config["training"]["info_penalty"]["solve_every"]
+        if want is None:
+            want = config["data"]["n_train"] // config["training"]["batch_size"]
+            assert want == 60
+        assert got == want, (extra, got)
+
+
 def test_cli_rejects_bad_info_penalty(tmp_path, capsys):
     from jaxreplica.cli import main
 
