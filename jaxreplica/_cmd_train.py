@@ -33,6 +33,7 @@ from jaxreplica.experiments import plots
 from jaxreplica.experiments.presets import FIGURE5_SCALES, PRESETS, build, epochs_for, tracked_layers
 from jaxreplica.activations import NOISE_POSITIONS
 from jaxreplica.training import History, InformationPenalty, TrainConfig, Tracking, train
+from jaxreplica.training.loop import default_batch_size
 
 HELP = "train a USV network on synthetic data and track the replica I(X; T_l) during training"
 
@@ -145,7 +146,7 @@ def _setup(args, init_scale: float):
     if solve_every is None:
         # Once an epoch (as many steps as the epoch has batches); every step with noisy
         # hidden layers, whose conditional solve has no lagged form.
-        batch = args.batch_size or (100 if data.task == "classification" else 50)
+        batch = args.batch_size or default_batch_size(data)
         solve_every = 1 if args.hidden_noise > 0 else max(1, n_train // batch)
     if betas:
         penalty = InformationPenalty.for_network(net, data, betas, tol=args.penalty_tol,

@@ -81,16 +81,17 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> 
         first = scan_starts(lambda i, st, known: run(coarse, st, survey_tol, known), starts)
         skip = first.merged >= 0
         # (the refinement's result has the survey's shapes: a start skipped gets zeros)
-        placeholder = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape[1:], x.dtype), first)
+        placeholder = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape[1:], x.dtype), first).replace(
+            merged=jnp.asarray(-1, dtype=first.merged.dtype))
 
         def refine(i, st, known):
             res = jax.tree_util.tree_map(lambda x: x[i], first)
-            return jax.lax.cond(skip[i], lambda: placeholder.replace(merged=jnp.asarray(-1)),
-                                lambda: run(fine, from_survey(res, st), scheme.tol, known))
+            return jax.lax.cond(skip[i], lambda: placeholder, lambda: run(fine, from_survey(res, st), scheme.tol, known))
 
         results = scan_starts(refine, starts)
         own = jnp.where(results.merged >= 0, results.merged, index)
-        source = jnp.where(skip, own[jnp.where(skip, first.merged, index)], own)
+        # a start joined in the survey takes what its point became in the refinement
+        source = own[jnp.where(skip, first.merged, index)]
         results = results.replace(iterations=first.iterations + results.iterations,
                                   merged=jnp.where(skip, first.merged, results.merged))
     # A merged start reports the fixed point it joined (its own iteration count stays).

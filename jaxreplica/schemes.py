@@ -23,6 +23,8 @@ Two schemes (docs/theory.md, "Solvers"):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from jaxreplica._struct import check, pytree
@@ -243,5 +245,4 @@ def as_scheme(method, **overrides):
     elif not isinstance(method, (VAMP, FixedPoint)):
         raise ValueError(f"method must be 'vamp', 'fixed_point', jr.VAMP(...) or jr.FixedPoint(...) (got {method!r})")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return type(method)(**{**{f: getattr(method, f) for f in ("tol", "max_iter", "polish_steps", "layout", "survey")}, **overrides}) \
-        if overrides else method
+    return dataclasses.replace(method, **overrides) if overrides else method

@@ -149,52 +149,45 @@ def _trace_once(fn):
     return call
 
 
-@functools.lru_cache(maxsize=None)
-def _batched_search(cfg: QuadratureConfig):
-    """:func:`_search` with a batching rule: under ``jax.vmap`` the solves of a batch
-    are laid out as the scheme says (``"map"``: one after the other, each running only
-    its own iterations, and a ``Switched`` channel evaluating only its own option;
-    ``"vmap"``: side by side, each running as long as the slowest), instead of JAX's
-    default, which batches the iteration's ``while_loop`` and so runs every solve until
-    the slowest has converged."""
-    traced = _trace_once(lambda chain, scheme, init: _search(chain, scheme, init, cfg))
-    search = custom_batching.custom_vmap(traced)
+def _laid_out(fn):
+    """``fn(chain, scheme, ...)``, traced once (:func:`_trace_once`), with a batching rule:
+    under ``jax.vmap`` the lanes are laid out as the scheme says (``"map"``: one after the
+    other, each running only its own iterations and taking only its own branches, such
+    as a ``Switched`` channel's option; ``"vmap"``: side by side, each running as long as
+    the slowest), instead of JAX's default, which batches the iteration's
+    ``while_loop`` and so runs every lane until the slowest has converged."""
+    traced = _trace_once(fn)
+    batched = custom_batching.custom_vmap(traced)
 
-    @search.def_vmap
-    def _rule(axis_size, in_batched, chain, scheme, init):
+    @batched.def_vmap
+    def _rule(axis_size, in_batched, *args):
         args = jax.tree_util.tree_map(
-            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), (chain, scheme, init),
-            tuple(in_batched))
+            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), args, tuple(in_batched))
         one = lambda a: traced(*a)
-        out = jax.lax.map(one, args) if layout(scheme) == "map" else jax.vmap(one)(args)
+        out = jax.lax.map(one, args) if layout(args[1]) == "map" else jax.vmap(one)(args)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
-    return search
+    return batched
+
+
+@functools.lru_cache(maxsize=None)
+def _batched_search(cfg: QuadratureConfig):
+    """:func:`_search` laid out under ``vmap`` as the scheme says (:func:`_laid_out`)."""
+    return _laid_out(lambda chain, scheme, init: _search(chain, scheme, init, cfg))
 
 
 @functools.lru_cache(maxsize=None)
 def _batched_conditional_search(cfg: QuadratureConfig):
     """The search on the conditional chain ``T_1 -> ... -> T_L | X``, only where a hidden
     layer is noisy (otherwise ``H(T_L | X)`` is closed form and a placeholder is
-    returned), with the same batching rule as :func:`_batched_search`: lanes laid out
-    as the scheme says, each taking only its own branch of the condition."""
+    returned), laid out under ``vmap`` like :func:`_batched_search`, each lane taking
+    only its own branch of the condition."""
     def one(chain, scheme):
         run = lambda: _search(conditional_chain(chain), scheme, None, cfg)
         placeholder = lambda: jax.tree_util.tree_map(lambda s: jnp.ones(s.shape, s.dtype), jax.eval_shape(run))
         return jax.lax.cond(chain.hidden_noiseless(), placeholder, run)
 
-    one = _trace_once(one)
-    search = custom_batching.custom_vmap(one)
-
-    @search.def_vmap
-    def _rule(axis_size, in_batched, chain, scheme):
-        args = jax.tree_util.tree_map(
-            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), (chain, scheme), tuple(in_batched))
-        step = lambda a: one(*a)
-        out = jax.lax.map(step, args) if layout(scheme) == "map" else jax.vmap(step)(args)
-        return out, jax.tree_util.tree_map(lambda _: True, out)
-
-    return search
+    return _laid_out(one)
 
 
 def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidden: bool):

@@ -26,7 +26,7 @@ from jaxreplica.training.step import loss_function, make_epoch, make_evaluate, m
 from jaxreplica.training.tracking import (Tracker, Tracking, check_track_layers, default_track_layers,
                                           exact_available, exact_linear_information)
 
-__all__ = ["TrainConfig", "train", "recompute"]
+__all__ = ["TrainConfig", "train", "recompute", "default_batch_size"]
 
 
 @pytree
@@ -192,6 +192,12 @@ def _tracker(network, data, tracking: Tracking):
     return tracker, m, exact
 
 
+
+def default_batch_size(data) -> int:
+    """The batch size ``train`` uses when ``TrainConfig.batch_size`` is None: 100 for
+    classification, 50 for regression."""
+    return 100 if data.task == "classification" else 50
+
 def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, tracking: Tracking | None = None,
           penalty=None, progress: bool = True, metadata: dict | None = None):
     """Train ``network`` on ``data`` and track ``H(T_l)``, ``I(X; T_l)`` of its first layers.
@@ -227,7 +233,7 @@ def train(network, data, key: jax.Array, config: TrainConfig | None = None, *, t
         raise ValueError(f"network: output size {network.sizes[-1]} does not match the data's {data.n_output}")
     loss = _infer_loss(network, data, config.loss)
     classification = data.task == "classification"
-    batch_size = (100 if classification else 50) if config.batch_size is None else config.batch_size
+    batch_size = default_batch_size(data) if config.batch_size is None else config.batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= data.x_train.shape[0]:
         raise ValueError(f"batch_size must be an integer in 1..{data.x_train.shape[0]}, got {batch_size!r}")
     optimizer = optax.sgd(config.learning_rate) if config.optimizer is None else config.optimizer
