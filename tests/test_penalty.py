@@ -137,6 +137,25 @@ def test_non_converged_solve_gives_zero_gradient_and_keeps_warm_start():
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grad)
 
 
+def test_penalties_differing_in_beta_share_one_warm_program():
+    """The warm step reads the betas from its state: two penalties that differ only in beta
+    lower to the same program, and weigh their layers with their own betas."""
+    data = _recognition()
+    net = build_network([24, 16, 12, 2], ["linear", "hardtanh", "softmax"], [True, True, False], key=jax.random.key(1))
+    S = jt.singular_values(net, 2)
+    pens = [jt.InformationPenalty.for_network(net, data, {1: b1, 2: b2}) for b1, b2 in ((0.1, -0.7), (2.0, 0.3))]
+    states = [p.initial_state(S) for p in pens]
+    texts = [jax.jit(lambda s, st, p=p: p(s, st)).lower(S, st).as_text() for p, st in zip(pens, states)]
+    assert texts[0] == texts[1]
+    for p, st in zip(pens, states):
+        value, new = p(S, st)
+        np.testing.assert_array_equal(np.asarray(new.weights), p.beta)
+        assert float(value) == pytest.approx(float(np.dot(p.beta, np.asarray(new.mutual_information))), rel=1e-12)
+    # a state of another penalty is refused where its weights can be read
+    with pytest.raises(ValueError, match="betas"):
+        pens[0](S, states[1])
+
+
 def test_penalty_validation():
     data = _recognition()
     net = build_network([24, 16, 12, 2], ["linear", "relu", "softmax"], [True, False, False], key=jax.random.key(1))

@@ -113,7 +113,10 @@ class PenaltyState:
     * ``converged``: ``(n,)`` whether the last solve of each layer converged;
     * ``iterations``: ``(n,)`` solver iterations of the last solve (0 where it was skipped);
     * ``calls``: evaluations so far (with ``solve_every = k``, call ``c`` solves when ``c``
-      is a multiple of ``k``).
+      is a multiple of ``k``);
+    * ``weights``: ``(n,)`` the penalty's ``beta_l``. Warm calls take them from here, so
+      that a compiled training step does not depend on their values: penalties that
+      differ only in ``beta`` share one program (and the persistent compilation cache).
     """
 
     fixed_points: tuple
@@ -121,6 +124,7 @@ class PenaltyState:
     converged: jax.Array
     iterations: jax.Array
     calls: jax.Array
+    weights: jax.Array
 
     @property
     def not_converged(self) -> jax.Array:
@@ -345,8 +349,11 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
     values through the fixed points (``penalty.gradient``, envelope theorem by
     default), never by unrolling the iterations. A layer whose solve does not converge
     contributes its last converged value under ``stop_gradient`` (0 if it has none)
-    and a zero gradient.
+    and a zero gradient. Warm calls weigh the layers with ``state.weights`` (set from
+    ``penalty`` by the cold call); a concrete state whose weights are not the
+    penalty's is refused (``ValueError``).
     """
+    weights = _weights(penalty, state)
     spectra = penalty.spectra(singular_values)
     # Noiseless hidden layers: I(X; T_l) = I(T_l; T_{l-1}); noisy ones: through H(T_l | X).
     noisy = penalty.hidden_noise > 0
@@ -356,7 +363,7 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
     calls = jnp.zeros((), jnp.int32) if state is None else state.calls
     lagged = state is not None and penalty.solve_every > 1
     due = calls % penalty.solve_every == 0  # this call solves (lagged penalty)
-    for i, (layer, beta) in enumerate(penalty.betas):
+    for i, layer in enumerate(penalty.layers):
         init = None if state is None else state.fixed_points[i]
         frozen_chain = jax.lax.stop_gradient(penalty.chain(spectra, layer))
 
@@ -383,14 +390,29 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
         prev = jnp.asarray(jnp.nan) if state is None else state.mutual_information[i]
         stale = jnp.where(jnp.isfinite(prev), prev, 0.0)
         term = jnp.where(ok, value, jax.lax.stop_gradient(stale))
-        total = total + beta * term
+        total = total + weights[i] * term
         fixed.append(point)
         mis.append(jnp.where(ok, jax.lax.stop_gradient(value), prev))
         convs.append(ok)
         iters.append(jnp.asarray(iterations, jnp.int32))
     new_state = PenaltyState(fixed_points=tuple(fixed), mutual_information=jnp.stack(mis),
-                             converged=jnp.stack(convs), iterations=jnp.stack(iters), calls=calls + 1)
+                             converged=jnp.stack(convs), iterations=jnp.stack(iters), calls=calls + 1,
+                             weights=weights)
     return total, new_state
+
+
+def _weights(penalty: InformationPenalty, state: PenaltyState | None) -> jax.Array:
+    """The ``beta_l`` to weigh the layers with: the penalty's for a cold call, the state's
+    for a warm one (checked against the penalty's when they are concrete numbers)."""
+    beta = jnp.asarray(penalty.beta, jnp.float64)
+    if state is None:
+        return beta
+    weights = state.weights
+    if not isinstance(weights, jax.core.Tracer):
+        if np.shape(weights) != beta.shape or not np.array_equal(np.asarray(weights), penalty.beta):
+            raise ValueError(f"state: its weights {np.asarray(weights).tolist()} are not this penalty's betas "
+                             f"{penalty.beta.tolist()} (start from penalty.initial(...))")
+    return weights
 
 
 
