@@ -109,6 +109,7 @@ class Probit(PiecewiseChannel):
     noise_after: float | None = None
     bias: float | None = None
     odd = True
+    continuous = False
 
     def _pieces(self):
         return [Piece(-INF, 0.0, None, -1.0), Piece(0.0, INF, None, 1.0)]

@@ -130,3 +130,27 @@ def test_two_layer_points_that_failed(a1, a2, hidden):
     lin, leaky = solve(jr.Linear(noise=1e-8)), solve(jr.LeakyReLU(noise=1e-8, slope=0.1))
     assert bool(lin.converged) and bool(leaky.converged) and np.isfinite(float(lin.entropy))
     assert abs(float(leaky.entropy) - float(lin.entropy) - 0.5 * a1 * a2 * np.log(0.1)) < 1e-8
+
+
+# Binary input recovered exactly through a noiseless hidden layer: I(X; T_2) = H(X) = log 2
+# per input and H(T_2) = log 2 + (n_2/n_0) log(2 pi e Delta)/2. The hidden channel's
+# functions met the variance of a recovered input, 1e-20 and below, where their
+# d log Z/dw was rounding noise: these chains used to end non-finite or above H(X).
+RECOVERED_POINTS = [(1.0, 1.5, 1e-3), (1.0, 0.5, 1e-3), (2.0, 1.0, 1e-4), (0.7, 1.5, 1e-3)]
+HIDDEN = (jr.ReLU(), jr.LeakyReLU(slope=0.1), jr.HardTanh())
+
+
+def test_binary_input_recovered_through_a_noiseless_hidden_layer():
+    index, bias, point = np.meshgrid(np.arange(len(HIDDEN)), np.array([0.0, 0.2]), np.arange(len(RECOVERED_POINTS)),
+                                     indexing="ij")
+    a1, a2, noise = (np.asarray(x)[point.ravel()] for x in zip(*RECOVERED_POINTS))
+
+    def solve(i, b, a1, a2, d):
+        return jr.solve(jr.Chain(prior=jr.Bimodal(), layers=[
+            (jr.Gaussian(alpha=a1), jr.Switched(HIDDEN, i, 0.0, bias=b)), (jr.Gaussian(alpha=a2), jr.Linear(noise=d))]))
+
+    sol = jax.vmap(solve)(*(jnp.asarray(x) for x in (index.ravel(), bias.ravel(), a1, a2, noise)))
+    _check(sol, "recovered binary input")
+    np.testing.assert_allclose(np.asarray(sol.mutual_information), np.log(2.0), rtol=0, atol=1e-10)
+    closed = np.log(2.0) + 0.5 * a1 * a2 * np.log(2 * np.pi * np.e * noise)
+    np.testing.assert_allclose(np.asarray(sol.entropy), closed, rtol=0, atol=1e-10)

@@ -68,11 +68,11 @@ def test_survey_changes_the_cost_not_the_answer():
     """The multi-start's coarse survey (on by default where a hidden channel integrates
     numerically) ends at the same stationary points as starts run with the full rules
     alone: the selected entropy to 1e-10 and every start's potential to 1e-9, also for
-    binary inputs whose starts end at distinct points (0.54 apart; and two only 9e-7
-    apart, which the joining rule must keep apart), with
-    both schemes; a linear chain and a warm start are not surveyed (same iterations)."""
+    a binary input whose starts end at two distinct points (the uninformed one 0.033
+    above the informed one), with both schemes; a linear chain and a warm start are not
+    surveyed (same iterations)."""
     cases = [(_chain(act=jr.HardTanh), jr.VAMP), (_chain(scale=2.5), jr.FixedPoint),
-             (_binary(1.0, 0.01), jr.VAMP), (_binary(0.5, 0.1), jr.VAMP)]
+             (_binary(0.5, 0.1), jr.VAMP), (_binary(1.0, 0.01), jr.VAMP)]
     for chain, scheme in cases:
         on, off = jr.solve(chain, scheme()), jr.solve(chain, scheme(survey=False))
         assert bool(on.converged) and bool(off.converged)
@@ -82,7 +82,7 @@ def test_survey_changes_the_cost_not_the_answer():
         np.testing.assert_allclose(np.asarray(on.branches.potential)[ok], np.asarray(off.branches.potential)[ok],
                                    rtol=0, atol=1e-9)
     spread = np.ptp(np.asarray(on.branches.potential)[ok])
-    assert spread > 0.5, spread  # the binary case does have distinct stationary points
+    assert spread > 0.03, spread  # the last binary case does have distinct stationary points
     linear = _chain(act=jr.Linear)
     assert np.array_equal(np.asarray(jr.solve(linear).branches.iterations),
                           np.asarray(jr.solve(linear, jr.VAMP(survey=False)).branches.iterations))

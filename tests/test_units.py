@@ -210,3 +210,26 @@ def test_odd_activations_without_bias_fold_the_teacher_average():
         np.testing.assert_allclose(float(ch.noise_free_entropy(1.3)), float(ch.replace(bias=0.0).noise_free_entropy(1.3)),
                                    rtol=1e-13)
     assert not jr.ReLU().symmetric and not jr.Sigmoid().symmetric and not jr.HardTanh(bias=0.3).symmetric
+
+
+def test_hidden_functions_reach_their_limit_as_the_input_is_recovered():
+    """Noiseless hidden layer, ``V -> 0`` (its input known, as once the layer above is
+    recovered): ``Ahat -> A E[phi'(y + b)^2]``, ``y ~ N(0, rho)``, in closed form. Down to
+    ``V = 0`` it holds to 1e-9; ``d log Z/dw`` computed as ``(<y> - w)/V`` gave 0 or
+    1e120 below ``V = 1e-20``."""
+    from scipy.stats import norm
+
+    rho = 0.8
+    sd = np.sqrt(rho)
+    cases = {
+        "relu": (lambda b: jr.ReLU(bias=b), lambda b: norm.cdf(b / sd)),
+        "leaky": (lambda b: jr.LeakyReLU(slope=0.1, bias=b), lambda b: norm.cdf(b / sd) + 0.01 * norm.cdf(-b / sd)),
+        "hardtanh": (lambda b: jr.HardTanh(bias=b), lambda b: norm.cdf((1 - b) / sd) - norm.cdf((-1 - b) / sd)),
+    }
+    for name, (make, slope2) in cases.items():
+        for b in (None, 0.3):
+            ch = make(b)
+            for A in (1e-2, 1.0, 1e3, 1e8):
+                for V in (1e-20, 1e-60, 1e-200, 0.0):
+                    ahat = float(_hidden_fns(ch, A, V, rho)[1])
+                    assert ahat == pytest.approx(A * slope2(0.0 if b is None else b), rel=1e-9), (name, b, A, V, ahat)
