@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["Frozen", "USV", "Dense", "gaussian_matrix"]
+__all__ = ["Frozen", "USV", "Dense", "gaussian_matrix", "spectrum_from_singular_values"]
 
 
 class Frozen(nnx.Variable):
@@ -134,3 +134,14 @@ class Dense(nnx.Module):
     def matrix(self) -> jax.Array:
         """``W`` (``n_out x n_in``)."""
         return self.W[...]
+
+
+def spectrum_from_singular_values(s: jax.Array, n_in: int) -> jax.Array:
+    """Eigenvalues of ``W^T W`` for ``W = U diag(s) V`` with ``n_in`` columns: ``s^2`` and
+    ``n_in - len(s)`` zeros (unsorted: the replica formula only uses symmetric functions
+    of the spectrum)."""
+    s2 = jnp.square(s)
+    pad = n_in - s2.shape[0]
+    if pad < 0:
+        raise ValueError(f"n_in={n_in} is smaller than the number of singular values {s2.shape[0]}")
+    return jnp.concatenate([s2, jnp.zeros(pad, s2.dtype)]) if pad else s2

@@ -17,7 +17,7 @@ from flax import nnx
 from jaxreplica.activations import canonical, function
 from jaxreplica.nn.layers import USV, Dense
 
-__all__ = ["Network", "build_network", "activate"]
+__all__ = ["Network", "build_network", "activate", "singular_values"]
 
 
 def activate(name: str, z: jax.Array) -> jax.Array:
@@ -136,3 +136,18 @@ def build_network(sizes: Sequence[int], activations: Sequence[str], usv: Sequenc
             raise ValueError("key: give a jax.random key or rngs")
         rngs = nnx.Rngs(params=key)
     return Network(sizes, activations, usv, rngs=rngs, scale=scale, dtype=dtype)
+
+
+def singular_values(params, depth: int) -> list[jax.Array]:
+    """``[S_1, ..., S_depth]`` of the USV layers of a network or of its ``nnx.Param`` state.
+
+    ``params`` is a :class:`jaxreplica.nn.Network` or the ``params`` of
+    ``nnx.split(network, nnx.Param, ...)`` (what the training step differentiates).
+    """
+    layers = params.layers if hasattr(params, "layers") else params["layers"]
+    out = []
+    for k in range(depth):
+        layer = layers[k]
+        s = layer.S if hasattr(layer, "S") else layer["S"]
+        out.append(s[...])
+    return out

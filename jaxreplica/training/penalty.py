@@ -43,10 +43,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreplica.activations import check_position, has_channel
 from jaxreplica._struct import pytree, tree_where
+from jaxreplica.activations import check_position, has_channel
 from jaxreplica.chain import SpectralLayer, chain_from_spectra
 from jaxreplica.design import envelope_quantities
+from jaxreplica.nn.layers import spectrum_from_singular_values
+from jaxreplica.nn.network import singular_values
 from jaxreplica.solvers import check_method, solve
 
 __all__ = [
@@ -57,32 +59,6 @@ __all__ = [
     "singular_values",
     "spectrum_from_singular_values",
 ]
-
-
-def spectrum_from_singular_values(s: jax.Array, n_in: int) -> jax.Array:
-    """Eigenvalues of ``W^T W`` for ``W = U diag(s) V`` with ``n_in`` columns: ``s^2`` and
-    ``n_in - len(s)`` zeros (unsorted: the replica formula only uses symmetric functions
-    of the spectrum)."""
-    s2 = jnp.square(s)
-    pad = n_in - s2.shape[0]
-    if pad < 0:
-        raise ValueError(f"n_in={n_in} is smaller than the number of singular values {s2.shape[0]}")
-    return jnp.concatenate([s2, jnp.zeros(pad, s2.dtype)]) if pad else s2
-
-
-def singular_values(params, depth: int) -> list[jax.Array]:
-    """``[S_1, ..., S_depth]`` of the USV layers of a network or of its ``nnx.Param`` state.
-
-    ``params`` is a :class:`jaxreplica.nn.Network` or the ``params`` of
-    ``nnx.split(network, nnx.Param, ...)`` (what the training step differentiates).
-    """
-    layers = params.layers if hasattr(params, "layers") else params["layers"]
-    out = []
-    for k in range(depth):
-        layer = layers[k]
-        s = layer.S if hasattr(layer, "S") else layer["S"]
-        out.append(s[...])
-    return out
 
 
 @jax.custom_vjp
@@ -408,10 +384,10 @@ def _weights(penalty: InformationPenalty, state: PenaltyState | None) -> jax.Arr
     if state is None:
         return beta
     weights = state.weights
-    if not isinstance(weights, jax.core.Tracer):
-        if np.shape(weights) != beta.shape or not np.array_equal(np.asarray(weights), penalty.beta):
-            raise ValueError(f"state: its weights {np.asarray(weights).tolist()} are not this penalty's betas "
-                             f"{penalty.beta.tolist()} (start from penalty.initial(...))")
+    concrete = not isinstance(weights, jax.core.Tracer)
+    if concrete and (np.shape(weights) != beta.shape or not np.array_equal(np.asarray(weights), penalty.beta)):
+        raise ValueError(f"state: its weights {np.asarray(weights).tolist()} are not this penalty's betas "
+                         f"{penalty.beta.tolist()} (start from penalty.initial(...))")
     return weights
 
 
