@@ -251,7 +251,8 @@ class PiecewiseChannel(Channel):
         cancel because ``phi`` is continuous). On a piece of slope ``g`` (0 for an atom)
         with ``q = 1 + s A g^2`` they are ``D + T`` and ``D - s A g^2 T``, with the
         drift ``D = g (B - A c - A g w)/q`` and the truncation term
-        ``T = (phi(a) - phi(b))/(P sqrt(s q))`` of the window ``(a, b)`` of mass ``P``.
+        ``T = (n(a) - n(b))/(P sqrt(s q))`` of the standardized window ``(a, b)`` of
+        mass ``P`` (``n`` the standard normal density).
         Rounding in ``T`` grows like ``1/sqrt(s)`` in the first form (it is noise once
         ``s`` falls far below 1, as where the input above is recovered: 1e-20 and less)
         and like ``s A`` in the second (1e-8 relative at ``A = 1e8``). Their weighted sum
@@ -261,7 +262,7 @@ class PiecewiseChannel(Channel):
         if not self.continuous:
             raise NotImplementedError(f"{type(self).__name__}: posterior_moments needs a continuous activation")
         lam = s * A / (1.0 + s * A)
-        logs, t1, t2, y1 = [], [], [], []
+        logs, t1, t2, shares = [], [], [], []
         for p in self.pieces():
             c = p.offset
             extra = -0.5 * A * c * c + B * c
@@ -289,7 +290,7 @@ class PiecewiseChannel(Channel):
             # This piece's share of d log Z/dw (see the docstring): drift + coef * truncation
             drift = 0.0 if p.atom else g * (Bg - A * g * w) / q
             coef = lam if p.atom else lam - (1.0 - lam) * s * A * g * g
-            slope_term = drift + coef * (ra - rb) / jnp.sqrt(jnp.maximum(s * q, 1e-300))
+            share = drift + coef * (ra - rb) / jnp.sqrt(jnp.maximum(s * q, 1e-300))
             logs.append(extra - 0.5 * jnp.log(q) + log_mass)
             if p.atom:
                 t1.append(c + 0.0 * mean_y)
@@ -297,7 +298,7 @@ class PiecewiseChannel(Channel):
             else:
                 t1.append(p.slope * mean_y + c)
                 t2.append(p.slope * p.slope * var_y)
-            y1.append(slope_term)
+            shares.append(share)
         # Mixture over the pieces, element-wise (a stacked logsumexp materialises every
         # piece's arrays and is slower on CPU): pi_j = exp(log_j - logz).
         top = functools.reduce(jnp.maximum, logs)
@@ -308,7 +309,7 @@ class PiecewiseChannel(Channel):
         m1 = sum(p * t for p, t in zip(pi, t1))
         # Variance as within-piece plus between-piece parts: no <t^2> - <t>^2 cancellation.
         var_t = sum(p * (v + (t - m1) ** 2) for p, v, t in zip(pi, t2, t1))
-        return logz, m1, var_t, sum(p * y for p, y in zip(pi, y1))
+        return logz, m1, var_t, sum(p * d for p, d in zip(pi, shares))
 
 
 def _normal_pdf(u):
