@@ -380,12 +380,11 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
 def _weights(penalty: InformationPenalty, state: PenaltyState | None) -> jax.Array:
     """The ``beta_l`` to weigh the layers with: the penalty's for a cold call, the state's
     for a warm one (checked against the penalty's when they are concrete numbers)."""
-    beta = jnp.asarray(penalty.beta, jnp.float64)
     if state is None:
-        return beta
+        return jnp.asarray(penalty.beta, jnp.float64)
     weights = state.weights
     concrete = not isinstance(weights, jax.core.Tracer)
-    if concrete and (np.shape(weights) != beta.shape or not np.array_equal(np.asarray(weights), penalty.beta)):
+    if concrete and not np.array_equal(np.asarray(weights), penalty.beta):
         raise ValueError(f"state: its weights {np.asarray(weights).tolist()} are not this penalty's betas "
                          f"{penalty.beta.tolist()} (start from penalty.initial(...))")
     return weights
