@@ -91,7 +91,7 @@ class QuadratureConfig:
     # (16 segments of 8: 2e-4 relative in Ahat for erf at A = 1e5) and w (6 nodes: 1e-6
     # in Vhat at V = rho/2); the inner posterior rule was never the limit.
     smooth_average_segments: int = 32
-    smooth_teacher_segments: int = 24
+    smooth_teacher_segments: int = 16
     smooth_teacher_legendre: int = 10
     smooth_teacher_width: float = 10.0
     smooth_hermite_w: int = 10
@@ -142,8 +142,9 @@ def legendre_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(n)
 
 
-def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig):
-    """Sorted breakpoints of the composite rule (see the module docstring)."""
+def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig, points=()):
+    """Sorted breakpoints of the composite rule (see the module docstring), with
+    ``points`` added as they are (no graded segments around them)."""
     half = cfg.half_width * sd
     # Kinks in the far tail still get their graded segments (out to 1.5x the bulk):
     # an average that is itself tiny (an mmse of 1e-23) may live entirely there.
@@ -166,25 +167,29 @@ def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig):
         pts.append(jnp.clip(jnp.stack([k]), -far, far))
         pts.append(jnp.clip(k - offsets, -far, far))
         pts.append(jnp.clip(k + offsets, -far, far))
+    if len(points):
+        pts.append(jnp.clip(jnp.asarray(points, dtype=jnp.float64).reshape(-1), -far, far))
     return jnp.sort(jnp.concatenate(pts))
 
 
-def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAULT, even: bool = False):
+def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAULT, even: bool = False,
+                         points=()):
     """Composite rule for ``E f(y)``, ``y ~ N(0, sd^2)``, with ``f`` kinked at ``kinks``.
 
     ``f`` may change on the length ``scale`` near each kink (one number, or one per
-    kink). Returns ``(y, w)`` with
+    kink); ``points`` are further breakpoints, without grading (where ``f`` bends on a
+    length the caller knows). Returns ``(y, w)`` with
     ``sum_i w_i f(y_i) ~= E f(y)``; segments of zero length (breakpoints clipped to
     the domain) carry zero weight.
 
     ``even=True`` (static) is for an ``f`` with ``f(-y) = f(y)`` and kinks placed
     symmetrically about 0 (with equal scales): the rule is then the half of the full
-    rule on ``y >= 0`` (the full rule's breakpoints are symmetric, so that half is
-    theirs from 0 on) with doubled weights: the same sum to round-off, for half the
+    rule on ``y >= 0`` (the full rule's breakpoints, ``points`` included, must be
+    symmetric, so that half is theirs from 0 on) with doubled weights: the same sum to round-off, for half the
     nodes.
     """
     sd = jnp.asarray(sd, dtype=jnp.float64)
-    bp = _breakpoints(sd, kinks, scale, cfg)
+    bp = _breakpoints(sd, kinks, scale, cfg, points)
     if even:
         n = bp.shape[0]
         # A symmetric set of odd size has 0 in the middle; of even size, 0 is not in it.

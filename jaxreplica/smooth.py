@@ -40,8 +40,9 @@ prior-shaped tail without knowing which it meets. ``Vhat`` is the posterior vari
 parts) ``-sqrt(A) <q phi'>``; their average with weights ``lam/(1 + lam)`` and
 ``1/(1 + lam)``, ``lam = A s phi'(teacher)^2``, is exact for a linear ``phi`` at any rule
 and keeps ``Ahat`` accurate both when the likelihood is flat and when it is sharp. The
-teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks), ``w`` and
-``xi`` by Gauss-Hermite. Sizes are ``QuadratureConfig.smooth_*``; everything is traced
+teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks, and
+breakpoints where ``phi`` saturates against the likelihood: :meth:`SmoothChannel._knees`),
+``w`` and ``xi`` by Gauss-Hermite. Sizes are ``QuadratureConfig.smooth_*``; everything is traced
 and differentiable (derivatives flow through the nodes, as in
 :mod:`jaxreplica.quadrature`).
 
@@ -68,6 +69,7 @@ SPAN = 9.0  # the prior's span in u (mass 2e-19 outside)
 WINDOW = 9.0  # half-width of the likelihood's window in q (exp(-40.5))
 NEWTON_STEPS = 40
 TAIL_STEP = 1.0  # geometric ratio exp(-TAIL_STEP) of the levels towards each end
+KNEE_LEVELS = 4.0 ** np.arange(-3.0, 5.0)  # the teacher's breakpoints where phi saturates (see _knees)
 
 
 class SmoothChannel(Channel):
@@ -165,7 +167,7 @@ class SmoothChannel(Channel):
         teacher = dataclasses.replace(cfg, bulk_segments=cfg.smooth_teacher_segments,
                                       legendre=cfg.smooth_teacher_legendre, half_width=cfg.smooth_teacher_width)
         y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._biased_kinks(), jnp.sqrt(s / (1.0 + s * A)), teacher,
-                                      even=self.symmetric)
+                                      even=self.symmetric, points=self._knees(A, s, jnp.sqrt(total), teacher))
         eta, weta = hermite_rule(cfg.smooth_hermite_w)
         xi, wxi = hermite_rule(cfg.smooth_hermite_xi)
         y0, eta, xi = y0[:, None, None], eta[None, :, None], xi[None, None, :]
@@ -191,6 +193,23 @@ class SmoothChannel(Channel):
         # chain otherwise asked for tens of GB).
         total_sums = jnp.sum(jax.lax.map(jax.checkpoint(sums), nodes), axis=0)
         return 0.5 + total_sums[0], total_sums[1], total_sums[2]
+
+    def _knees(self, A, s, sd, teacher: QuadratureConfig):
+        """Breakpoints for the teacher's ``y0`` where ``phi`` saturates: ``y0`` with
+        ``phi(y0 + bias)`` at ``c/sqrt(A s)`` from an end of its range (``c`` in
+        ``KNEE_LEVELS``). Across there ``sqrt(A s) phi'(y0)`` falls through 1 and the
+        averages bend from the likelihood's regime into the prior's, on a length far
+        shorter than the teacher's ``sd`` once ``A s`` is large (where ``phi' ~ 1 - |t|``
+        these levels are geometric in ``phi'``). On a side that does not saturate they
+        fall at the rule's far end, where the weight is nil. Symmetric for an odd
+        ``phi`` without bias (the folded rule needs its breakpoints so)."""
+        far = 1.5 * teacher.half_width * sd
+        tlo, thi = self.activation(-far), self.activation(far)
+        d = KNEE_LEVELS / jnp.sqrt(jnp.maximum(A * s, TINY))
+        upper = self._inverse_biased(jnp.clip(thi - d, tlo, thi), -far, far)
+        if self.symmetric:
+            return jnp.concatenate([-upper, upper])
+        return jnp.concatenate([self._inverse_biased(jnp.clip(tlo + d, tlo, thi), -far, far), upper])
 
     def posterior(self, A, s, t0, w, zeta, xi, cfg: QuadratureConfig = DEFAULT):
         """Per teacher node (arrays broadcast together): ``log int du N(u) exp(-q^2/2)``,

@@ -178,6 +178,21 @@ def test_registered_in_the_activation_table(name):
 
 
 @pytest.mark.parametrize("kind", ["tanh", "erf"])
+def test_hidden_functions_where_a_sharp_likelihood_meets_saturation(kind):
+    """Wide pre-activations (variance 23) seen through a sharp likelihood (``A s`` about
+    5e5): the teacher's averages bend where ``sqrt(A s) phi'`` falls through 1, at three
+    to four of the teacher's standard deviations from the turn. The default rules against
+    rules finer in the teacher's pre-activation: within 1e-7 (without breakpoints at that
+    bend the free entropy was 5e-5 off and ``Ahat`` 1e-4 relative)."""
+    ch = CHANNELS[kind](noise=2.31e-3)
+    A, V, rho = 2.34e4, 19.4, 23.2
+    fine = jr.QuadratureConfig(smooth_teacher_segments=48, smooth_teacher_legendre=12)
+    default = np.array(ch.hidden_functions(A, V, rho))
+    reference = np.array(ch.hidden_functions(A, V, rho, fine))
+    np.testing.assert_allclose(default, reference, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["tanh", "erf"])
 def test_hidden_functions_at_large_weight_scales(kind):
     """Pre-activations of variance 900 (weights at scale 30): the activation's turn is a
     narrow feature of the teacher's law, which the rules must refine towards. The default
