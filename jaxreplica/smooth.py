@@ -69,7 +69,7 @@ SPAN = 9.0  # the prior's span in u (mass 2e-19 outside)
 WINDOW = 9.0  # half-width of the likelihood's window in q (exp(-40.5))
 NEWTON_STEPS = 40
 TAIL_STEP = 1.0  # geometric ratio exp(-TAIL_STEP) of the levels towards each end
-KNEE_LEVELS = 4.0 ** np.arange(-3.0, 5.0)  # the teacher's breakpoints where phi saturates (see _knees)
+KNEE_LEVELS = 2.0 ** np.arange(-6.0, 8.0, 1.5)  # c of the teacher's breakpoints where phi saturates (see _knees): 1/64 .. 181
 
 
 class SmoothChannel(Channel):
