@@ -80,16 +80,18 @@ class QuadratureConfig:
     adaptive_grading: bool = True
     # Smooth activations (jaxreplica.smooth). One-dimensional averages (E t^2, E log phi'):
     # smooth_average_segments uniform segments over +-half_width sd. Teacher: y0 on smooth_teacher_segments
-    # uniform segments of smooth_teacher_legendre nodes over +-smooth_teacher_width sd,
+    # uniform segments of smooth_teacher_legendre nodes over +-smooth_teacher_width sd
+    # (plus the turn's graded segments and the saturation breakpoints of jaxreplica.smooth),
     # w and xi on Gauss-Hermite nodes. Each posterior: composite Gauss-Legendre
     # (smooth_legendre nodes a segment) on the merged grid of smooth_grid uniform
     # segments in u and smooth_levels uniform levels of the likelihood in t, with
     # smooth_tail levels geometric towards each end of the window. Outer nodes are
     # processed smooth_chunk at a time. The sizes hold free entropy, Ahat and Vhat within
     # 1e-7 (relative above 1) of rules twice as fine in every direction over A 1e-2..1e5,
-    # V 1e-6..rho, noise 1e-5..1e-1; the limits were xi (8 nodes: 9e-6), the teacher y0
-    # (16 segments of 8: 2e-4 relative in Ahat for erf at A = 1e5) and w (6 nodes: 1e-6
-    # in Vhat at V = rho/2); the inner posterior rule was never the limit.
+    # V 1e-6..rho, noise 1e-5..1e-1 (rho 1..2.5); the limits were xi (8 nodes: 9e-6), the
+    # teacher y0 (before the saturation breakpoints, 16 segments of 8: 2e-4 relative in
+    # Ahat for erf at A = 1e5) and w (6 nodes: 1e-6 in Vhat at V = rho/2); the inner
+    # posterior rule was never the limit.
     smooth_average_segments: int = 32
     smooth_teacher_segments: int = 16
     smooth_teacher_legendre: int = 10
