@@ -39,6 +39,7 @@ __all__ = [
     "hermite_rule",
     "legendre_rule",
     "kinked_gaussian_rule",
+    "far_end",
     "log_ndtr",
     "log_ndtr_diff",
     "log_gaussian_window",
@@ -144,13 +145,18 @@ def legendre_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(n)
 
 
+def far_end(sd, cfg: QuadratureConfig):
+    """How far the composite rule reaches: 1.5x its bulk. Kinks in the far tail still get
+    their graded segments out to there: an average that is itself tiny (an mmse of
+    1e-23) may live entirely there."""
+    return 1.5 * (cfg.half_width * sd)
+
+
 def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig, points=()):
     """Sorted breakpoints of the composite rule (see the module docstring), with
     ``points`` added as they are (no graded segments around them)."""
     half = cfg.half_width * sd
-    # Kinks in the far tail still get their graded segments (out to 1.5x the bulk):
-    # an average that is itself tiny (an mmse of 1e-23) may live entirely there.
-    far = 1.5 * half
+    far = far_end(sd, cfg)
     pts = [jnp.linspace(-half, half, cfg.bulk_segments + 1)]
     powers = np.arange(cfg.grades) / max(cfg.grades - 1, 1)
     scales = scale if isinstance(scale, (tuple, list)) else [scale] * len(kinks)
@@ -187,8 +193,8 @@ def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAUL
     ``even=True`` (static) is for an ``f`` with ``f(-y) = f(y)`` and kinks placed
     symmetrically about 0 (with equal scales): the rule is then the half of the full
     rule on ``y >= 0`` (the full rule's breakpoints, ``points`` included, must be
-    symmetric, so that half is theirs from 0 on) with doubled weights: the same sum to round-off, for half the
-    nodes.
+    symmetric, so that half is theirs from 0 on) with doubled weights: the same sum to
+    round-off, for half the nodes.
     """
     sd = jnp.asarray(sd, dtype=jnp.float64)
     bp = _breakpoints(sd, kinks, scale, cfg, points)

@@ -42,8 +42,8 @@ parts) ``-sqrt(A) <q phi'>``; their average with weights ``lam/(1 + lam)`` and
 and keeps ``Ahat`` accurate both when the likelihood is flat and when it is sharp. The
 teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks, and
 breakpoints where ``phi`` saturates against the likelihood: :meth:`SmoothChannel._knees`),
-``w`` and ``xi`` by Gauss-Hermite. Sizes are ``QuadratureConfig.smooth_*``; everything is traced
-and differentiable (derivatives flow through the nodes, as in
+``w`` and ``xi`` by Gauss-Hermite. Sizes are ``QuadratureConfig.smooth_*``; everything is
+traced and differentiable (derivatives flow through the nodes, as in
 :mod:`jaxreplica.quadrature`).
 
 Accuracy: tests/test_smooth.py compares every core function with SciPy adaptive
@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreplica.channel import Channel
-from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig, hermite_rule, kinked_gaussian_rule
+from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig, far_end, hermite_rule, kinked_gaussian_rule
 
 __all__ = ["SmoothChannel", "TINY", "EPS"]
 
@@ -69,7 +69,8 @@ SPAN = 9.0  # the prior's span in u (mass 2e-19 outside)
 WINDOW = 9.0  # half-width of the likelihood's window in q (exp(-40.5))
 NEWTON_STEPS = 40
 TAIL_STEP = 1.0  # geometric ratio exp(-TAIL_STEP) of the levels towards each end
-KNEE_LEVELS = 2.0 ** np.arange(-6.0, 8.0, 1.5)  # c of the teacher's breakpoints where phi saturates (see _knees): 1/64 .. 181
+# c of the teacher's breakpoints where phi saturates (see SmoothChannel._knees): 1/64 .. 181
+KNEE_LEVELS = 2.0 ** np.arange(-6.0, 8.0, 1.5)
 
 
 class SmoothChannel(Channel):
@@ -203,7 +204,7 @@ class SmoothChannel(Channel):
         these levels are geometric in ``phi'``). On a side that does not saturate they
         fall at the rule's far end, where the weight is nil. Symmetric for an odd
         ``phi`` without bias (the folded rule needs its breakpoints so)."""
-        far = 1.5 * teacher.half_width * sd
+        far = far_end(sd, teacher)
         tlo, thi = self.activation(-far), self.activation(far)
         d = KNEE_LEVELS / jnp.sqrt(jnp.maximum(A * s, TINY))
         upper = self._inverse_biased(jnp.clip(thi - d, tlo, thi), -far, far)
