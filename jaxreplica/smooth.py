@@ -171,22 +171,23 @@ class SmoothChannel(Channel):
                                       even=self.symmetric, points=self._knees(A, s, jnp.sqrt(total), teacher))
         eta, weta = hermite_rule(cfg.smooth_hermite_w)
         xi, wxi = hermite_rule(cfg.smooth_hermite_xi)
-        y0, eta, xi = y0[:, None, None], eta[None, :, None], xi[None, None, :]
+        y0, eta = y0[:, None], eta[None, :]
         w = spread / total * y0 + jnp.sqrt(spread * s / total) * eta
         # (y0 - w)/sqrt(s) without the cancellation
         zeta = jnp.sqrt(s) / total * y0 - jnp.sqrt(spread / total) * eta
-        weight = wy[:, None, None] * weta[:, None] * wxi
-        nodes = [jnp.broadcast_to(x, weight.shape).reshape(-1) for x in (self.activation(y0), w, zeta, xi, weight)]
-        # In chunks of outer nodes (lax.map): the inner arrays then stay in cache, which
+        weight = wy[:, None] * weta
+        nodes = [jnp.broadcast_to(x, weight.shape).reshape(-1) for x in (self.activation(y0), w, zeta, weight)]
+        # In chunks of teacher nodes (lax.map): the inner arrays then stay in cache, which
         # on CPU is 2-3x faster than one pass over all of them.
         n = nodes[0].shape[0]
-        chunk = min(cfg.smooth_chunk, n)
+        chunk = min(max(cfg.smooth_chunk // xi.shape[0], 1), n)
         pad = -n % chunk
-        nodes = [jnp.concatenate([x, jnp.zeros(pad) + x[0] * (i < 4)]).reshape(-1, chunk) for i, x in enumerate(nodes)]
+        nodes = [jnp.concatenate([x, jnp.zeros(pad) + x[0] * (i < 3)]).reshape(-1, chunk) for i, x in enumerate(nodes)]
 
         def sums(args):
-            t0, w, zeta, xi, weight = args
+            t0, w, zeta, weight = args
             logz, var, dw = self.posterior(A, s, t0, w, zeta, xi, cfg)
+            weight = weight[:, None] * wxi
             return jnp.stack([jnp.sum(weight * logz), jnp.sum(weight * dw * dw), jnp.sum(weight * var)])
 
         # Rematerialised under differentiation: a reverse pass keeps each chunk's inputs
@@ -213,19 +214,24 @@ class SmoothChannel(Channel):
         return jnp.concatenate([self._inverse_biased(jnp.clip(tlo + d, tlo, thi), -far, far), upper])
 
     def posterior(self, A, s, t0, w, zeta, xi, cfg: QuadratureConfig = DEFAULT):
-        """Per teacher node (arrays broadcast together): ``log int du N(u) exp(-q^2/2)``,
-        ``Var_post(t)`` and ``d log Z/dw = (<y> - w)/s``, where ``y = w + sqrt(s) u``,
+        """Per teacher node (``t0, w, zeta``, arrays of one shape ``S``) and every
+        likelihood noise ``xi`` (a static vector of ``J`` nodes), arrays of shape
+        ``S + (J,)``: ``log int du N(u) exp(-q^2/2)``, ``Var_post(t)`` and
+        ``d log Z/dw = (<y> - w)/s``, where ``y = w + sqrt(s) u``,
         ``q = sqrt(A) (phi(y + bias) - t0) - xi`` and ``zeta`` is the teacher's ``u``
-        (the rule's span holds it)."""
-        t0, w, zeta, xi = jnp.broadcast_arrays(t0, w, zeta, xi)
+        (the rule's span holds it). One rule in ``u`` per teacher node serves every
+        ``xi``: its window holds the likelihood's for each of them."""
+        t0, w, zeta = jnp.broadcast_arrays(t0, w, zeta)
+        xi = np.asarray(xi)
         sqs, sqa = jnp.sqrt(s), jnp.sqrt(A)
         lo, hi = jnp.minimum(-SPAN, zeta - 3.0), jnp.maximum(SPAN, zeta + 3.0)
         ylo, yhi = w + sqs * lo, w + sqs * hi
         tlo, thi = self.activation(ylo), self.activation(yhi)
-        # The likelihood's window in t (a flat likelihood, A -> 0, covers the whole span).
+        # The likelihood's window in t for every xi: between the teacher (q = -xi) and the
+        # peak (q = 0), widened by WINDOW (a flat likelihood, A -> 0, covers the whole span).
         inv_a = 1.0 / jnp.maximum(sqa, 1e-150)
-        ta = t0 + (xi + jnp.minimum(0.0, -xi) - WINDOW) * inv_a
-        tb = t0 + (xi + jnp.maximum(0.0, -xi) + WINDOW) * inv_a
+        ta = t0 + (min(xi.min(), 0.0) - WINDOW) * inv_a
+        tb = t0 + (max(xi.max(), 0.0) + WINDOW) * inv_a
         ta_in, tb_in = jnp.clip(ta, tlo, thi), jnp.clip(tb, tlo, thi)
         ex = lambda x: x[..., None]  # noqa: E731
         # Levels in t: smooth_levels uniform ones over the window and, between each end
@@ -247,7 +253,7 @@ class SmoothChannel(Channel):
             points = _merge(points, jnp.clip(ex((k - w) / sqs), ex(ua), ex(ub)))
         x, wl = np.polynomial.legendre.leggauss(cfg.smooth_legendre)
         # Nodes as (..., segment, node): flattening the last two axes costs XLA's CPU
-        # backend a copy of every inner array (the evaluation ran 2x slower).
+        # backend a copy of every inner array.
         left, right = points[..., :-1, None], points[..., 1:, None]
         half = 0.5 * (right - left)
         u = 0.5 * (left + right) + half * x
@@ -255,20 +261,25 @@ class SmoothChannel(Channel):
         ex2 = lambda x: x[..., None, None]  # noqa: E731
         phi, slope = self._phi_and_slope(ex2(w) + ex2(sqs) * u + self.shift)
         d = phi - ex2(t0)
-        q = sqa * d - ex2(xi)
+        qa = sqa * d  # q + xi
         # exp(-(u^2 + q^2)/2) <= 1 and is about exp(-(zeta^2 + xi^2)/2) at the teacher:
-        # no shift is needed against overflow or underflow. One pass of sums (moments
-        # of d about the teacher's t0, which the posterior holds within a few sds).
-        e = wu * jnp.exp(-0.5 * (u * u + q * q))
-        total = lambda x: jnp.sum(x, axis=(-2, -1))  # noqa: E731
-        z = total(e)
-        m1 = total(e * d) / z
-        var = jnp.maximum(total(e * d * d) / z - m1 * m1, 0.0)
-        mean_u = total(e * u) / z
-        mean_dq = total(e * q * slope) / z
+        # no shift is needed against overflow or underflow. The sums over the nodes for
+        # every xi at once, as one contraction: moments of d about the teacher's t0
+        # (which the posterior holds within a few sds), of u, and of (q + xi) phi' and
+        # phi' (for <q phi'>).
+        xs = xi.reshape((-1, 1, 1))
+        per_xi = lambda x: x[..., None, :, :]  # noqa: E731
+        e = per_xi(wu) * jnp.exp(-0.5 * (per_xi(u * u) + (per_xi(qa) - xs) ** 2))
+        moments = jnp.stack([jnp.ones_like(d), d, d * d, u, qa * slope, slope], axis=-1)
+        m = jnp.einsum("...jsl,...slk->...jk", e, moments)
+        z = m[..., 0]
+        m1 = m[..., 1] / z
+        var = jnp.maximum(m[..., 2] / z - m1 * m1, 0.0)
+        mean_u = m[..., 3] / z
+        mean_dq = (m[..., 4] - xi * m[..., 5]) / z
         # <u> = -sqrt(A s) <q phi'> (by parts); lam <u> + (1 - lam) ... see the docstring:
         # (lam <u> - sqrt(A s) <q phi'>)/(1 + lam) with lam at the teacher.
-        g0 = self._phi_and_slope(w + sqs * zeta + self.shift)[1]
+        g0 = ex(self._phi_and_slope(w + sqs * zeta + self.shift)[1])
         lam = s * A * g0 * g0
         dw = (sqs * A * g0 * g0 * mean_u - sqa * mean_dq) / (1.0 + lam)
         return jnp.log(z) - 0.5 * LOG_2PI, var, dw
