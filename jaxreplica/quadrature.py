@@ -95,7 +95,8 @@ class QuadratureConfig:
     # A = 1e5) and w (6 nodes: 1e-6 in Vhat at V = rho/2). Beyond that grid (rho up to
     # 100, V above 10) the inner rule's uniform segments were the limit with 4 of them
     # (8 Legendre nodes on 4.5 sds of the prior: 3e-7 of its mass; erf's Ahat 1e-5 off at
-    # rho = 24); with 8 the rest is w's (up to about 5e-7 in Ahat and Vhat there). xi has
+    # rho = 24, 1e-7 with 8 segments); with 12 the rest is w's (up to about 5e-7 in Ahat
+    # and Vhat there). xi has
     # 24 nodes: with 16, the noisy two-layer tanh chain's H(T_2) at weight scale 10 was
     # 6e-7 off (24, 32 and 40 nodes agree within 2e-8).
     smooth_average_segments: int = 32
@@ -104,7 +105,7 @@ class QuadratureConfig:
     smooth_teacher_width: float = 10.0
     smooth_hermite_w: int = 10
     smooth_hermite_xi: int = 24
-    smooth_grid: int = 8
+    smooth_grid: int = 12
     smooth_levels: int = 7
     smooth_tail: int = 4
     smooth_legendre: int = 8

@@ -193,6 +193,21 @@ def test_hidden_functions_where_a_sharp_likelihood_meets_saturation(kind):
 
 
 @pytest.mark.parametrize("kind", ["tanh", "erf"])
+def test_hidden_functions_where_a_wide_prior_meets_a_flat_likelihood(kind):
+    """Wide pre-activations (variance 24) with a wide student prior (``V`` 13.5) and a
+    flat likelihood (``A`` 9.1): the posterior's rule in the prior's variable then rests on
+    its uniform segments, where the activation saturates. The default rules against
+    rules finer in that variable: within 1e-8 (with 4 segments, 8 Legendre nodes on 4.5
+    of the prior's sds, erf's ``Ahat`` was 1e-5 off and tanh's 2e-7)."""
+    ch = CHANNELS[kind](noise=1e-4, bias=-0.23)
+    A, V, rho = 9.1, 13.5, 24.4
+    fine = jr.QuadratureConfig(smooth_grid=24, smooth_legendre=12, smooth_levels=13)
+    default = np.array(ch.hidden_functions(A, V, rho))
+    reference = np.array(ch.hidden_functions(A, V, rho, fine))
+    np.testing.assert_allclose(default, reference, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["tanh", "erf"])
 def test_hidden_functions_at_large_weight_scales(kind):
     """Pre-activations of variance 900 (weights at scale 30): the activation's turn is a
     narrow feature of the teacher's law, which the rules must refine towards. The default
