@@ -20,20 +20,23 @@ variable ``u = (y - w)/sqrt(s)``, with ``q(u) = sqrt(A) (phi(y + bias) - t0) - x
 
 whose first term averages to zero and whose second to 1/2: nothing of size ``A`` is
 ever formed. The posterior on ``u`` (prior ``N(u)`` times likelihood ``exp(-q^2/2)``) has
-no closed form, so each teacher node ``(y0, w, xi)`` gets its own composite
-Gauss-Legendre rule in ``u``. The integrand changes on the scale 1 in ``u`` (the prior)
-and on the scale 1 in ``q`` (the likelihood: narrow where ``sqrt(A s) phi'`` is large,
-flat where ``phi`` saturates). The rule's breakpoints are the union of
+no closed form, so each teacher node ``(y0, w)`` gets its own composite
+Gauss-Legendre rule in ``u``, which serves all of the likelihood's ``xi`` nodes (the
+sums for every ``xi`` are one contraction over the rule's nodes). The integrand changes
+on the scale 1 in ``u`` (the prior) and on the scale 1 in ``q`` (the likelihood: narrow
+where ``sqrt(A s) phi'`` is large, flat where ``phi`` saturates). The rule's breakpoints
+are the union of
 
 * ``smooth_grid`` segments uniform in ``u`` over the part of the prior's span
   ``[-9, 9]`` (widened to hold the teacher) that the likelihood's window covers, and
-* levels of ``t`` uniform over that window (``|q| <= 9`` around the teacher, beyond
-  which the likelihood is below ``e^-40``), plus a few levels geometrically closer to
-  each end where ``phi`` bends into saturation, each mapped to ``u`` through ``phi^-1``
+* levels of ``t`` uniform over that window (``|q| <= 9`` around the teacher and around
+  the likelihood's peak for every ``xi``, beyond which the likelihood is below
+  ``e^-40``), plus a few levels geometrically closer to each end where ``phi`` bends
+  into saturation, each mapped to ``u`` through ``phi^-1``
   (closed forms for the built-ins; bracketed Newton steps for a user's function),
 
 merged by a sorting network, plus the activation's kinks (ELU's curvature jump).
-Every segment then spans at most about one unit of ``u`` and of ``q``, so the rule
+Every segment then spans at most about 1.5 units of ``u`` and a few of ``q``, so the rule
 follows a narrow peak, a step (an observation beyond the range of ``phi``) or a
 prior-shaped tail without knowing which it meets. ``Vhat`` is the posterior variance of
 ``t`` from the same nodes. ``d log Z/dw`` has two exact forms, ``<u>/sqrt(s)`` and (by
