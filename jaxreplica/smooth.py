@@ -185,7 +185,9 @@ class SmoothChannel(Channel):
         n = nodes[0].shape[0]
         chunk = min(max(cfg.smooth_chunk // xi.shape[0], 1), n)
         pad = -n % chunk
-        nodes = [jnp.concatenate([x, jnp.zeros(pad) + x[0] * (i < 3)]).reshape(-1, chunk) for i, x in enumerate(nodes)]
+        # (padded with copies of the first node, of weight zero)
+        fill = [x[0] for x in nodes[:-1]] + [0.0]
+        nodes = [jnp.concatenate([x, jnp.zeros(pad) + f]).reshape(-1, chunk) for x, f in zip(nodes, fill)]
 
         def sums(args):
             t0, w, zeta, weight = args

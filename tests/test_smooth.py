@@ -177,6 +177,11 @@ def test_registered_in_the_activation_table(name):
                                rtol=0, atol=1e-15)
 
 
+def _default_and_finer(ch, A, V, rho, fine):
+    """The hidden functions with the default rules and with ``fine``."""
+    return np.array(ch.hidden_functions(A, V, rho)), np.array(ch.hidden_functions(A, V, rho, fine))
+
+
 @pytest.mark.parametrize("kind", ["tanh", "erf"])
 def test_hidden_functions_where_a_sharp_likelihood_meets_saturation(kind):
     """Wide pre-activations (variance 23) seen through a sharp likelihood (``A s`` about
@@ -186,9 +191,7 @@ def test_hidden_functions_where_a_sharp_likelihood_meets_saturation(kind):
     bend the free entropy was 5e-5 off and ``Ahat`` 1e-4 relative)."""
     ch = CHANNELS[kind](noise=2.31e-3)
     A, V, rho = 2.34e4, 19.4, 23.2
-    fine = jr.QuadratureConfig(smooth_teacher_segments=48, smooth_teacher_legendre=12)
-    default = np.array(ch.hidden_functions(A, V, rho))
-    reference = np.array(ch.hidden_functions(A, V, rho, fine))
+    default, reference = _default_and_finer(ch, A, V, rho, jr.QuadratureConfig(smooth_teacher_segments=48, smooth_teacher_legendre=12))
     np.testing.assert_allclose(default, reference, rtol=1e-7, atol=1e-9)
 
 
@@ -201,9 +204,7 @@ def test_hidden_functions_where_a_wide_prior_meets_a_flat_likelihood(kind):
     of the prior's sds, erf's ``Ahat`` was 1e-5 off and tanh's 2e-7)."""
     ch = CHANNELS[kind](noise=1e-4, bias=-0.23)
     A, V, rho = 9.1, 13.5, 24.4
-    fine = jr.QuadratureConfig(smooth_grid=24, smooth_legendre=12, smooth_levels=13)
-    default = np.array(ch.hidden_functions(A, V, rho))
-    reference = np.array(ch.hidden_functions(A, V, rho, fine))
+    default, reference = _default_and_finer(ch, A, V, rho, jr.QuadratureConfig(smooth_grid=24, smooth_legendre=12, smooth_levels=13))
     np.testing.assert_allclose(default, reference, rtol=1e-8, atol=1e-8)
 
 
@@ -216,6 +217,5 @@ def test_hidden_functions_at_large_weight_scales(kind):
     ch = CHANNELS[kind](noise=1e-4)
     fine = jr.QuadratureConfig(smooth_teacher_segments=48, smooth_hermite_xi=32, smooth_hermite_w=20)
     for A, V in ((10.0, 1.0), (1e3, 1e-2), (1.0, 100.0)):
-        default = np.array(ch.hidden_functions(A, V, 900.0))
-        reference = np.array(ch.hidden_functions(A, V, 900.0, fine))
+        default, reference = _default_and_finer(ch, A, V, 900.0, fine)
         np.testing.assert_allclose(default, reference, rtol=5e-6, atol=5e-6)
