@@ -88,7 +88,8 @@ class QuadratureConfig:
     # segment) on the merged grid of smooth_grid uniform segments in u and smooth_levels
     # uniform levels of the likelihood in t, with smooth_tail levels geometric towards
     # each end of the window. Outer nodes (y0, w, xi) are processed about smooth_chunk at
-    # a time. The sizes hold free entropy, Ahat and Vhat within 1e-7 (relative above 1) of
+    # a time (with 256, a single tanh solve took 10-30% longer: each chunk is one pass of
+    # a loop whose every pass costs the same overhead). The sizes hold free entropy, Ahat and Vhat within 1e-7 (relative above 1) of
     # rules twice as fine in every direction over A 1e-2..1e5, V 1e-6..rho, noise
     # 1e-5..1e-1 (rho 1..2.5); the limits were xi (8 nodes: 9e-6), the teacher y0 (before
     # the saturation breakpoints, 16 segments of 8: 2e-4 relative in Ahat for erf at
@@ -108,7 +109,7 @@ class QuadratureConfig:
     smooth_levels: int = 7
     smooth_tail: int = 4
     smooth_legendre: int = 8
-    smooth_chunk: int = 256
+    smooth_chunk: int = 1536
 
     def coarse(self) -> "QuadratureConfig":
         """The rules the multi-start surveys with (several times cheaper; the channels'
