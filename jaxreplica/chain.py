@@ -97,6 +97,16 @@ class Chain:
             out = out | ens.invalid() | ch.invalid()
         return out | ~(jnp.asarray(self.channels[-1].output_noise()) > 0)
 
+    def averages_hidden_layers(self) -> bool:
+        """Whether a solver's sweep evaluates a hidden layer's averages by quadrature
+        (static): at a hidden channel without closed forms, at a last channel with noise
+        after its activation (its functions are the hidden ones at SNR
+        ``1/noise_after``), or at a prior that is a channel's output law."""
+        last = self.channels[-1]
+        return (any(not ch.closed_form for ch in self.channels[:-1])
+                or (last.noise_after is not None and not last.closed_form)
+                or self.prior.averages_a_hidden_layer())
+
     def hidden_noiseless(self):
         """True (as an array) when every layer but the last has zero noise."""
         flags = [jnp.asarray(ch.output_noise()) == 0 for ch in self.channels[:-1]]

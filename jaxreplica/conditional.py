@@ -46,6 +46,9 @@ class RandomField(Prior):
     def second_moment(self):
         return self.channel.second_moment(self.rho)
 
+    def averages_a_hidden_layer(self) -> bool:
+        return not self.channel.closed_form
+
     def teacher_average(self, A, cfg: QuadratureConfig = DEFAULT):
         """The channel's reduced hidden free entropy and ``Vhat`` at ``V = 0``."""
         free, _, vhat = self.channel.hidden_functions(A, 0.0, self.rho, cfg)

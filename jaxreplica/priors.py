@@ -39,6 +39,11 @@ class Prior(Validated):
     def teacher_average(self, A, cfg: QuadratureConfig):
         raise NotImplementedError
 
+    def averages_a_hidden_layer(self) -> bool:
+        """Whether ``teacher_average`` is a hidden layer's average by quadrature (the
+        output law of a channel, :class:`jaxreplica.RandomField`); static."""
+        return False
+
     def entropy(self):
         """``H(X)`` per component: finite for a discrete prior, ``+inf`` otherwise (the
         bound ``I(X; T) <= H(X)`` then says nothing)."""

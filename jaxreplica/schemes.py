@@ -69,8 +69,9 @@ class _Scheme:
     on CPU), ``"vmap"`` side by side (every start runs as long as the slowest: best on
     accelerators), ``None`` by backend; ``survey``: each start of a multi-start first
     iterates with the coarse rules (``QuadratureConfig.coarse()``) and is then refined
-    with the given ones, where a hidden channel integrates numerically (the answer is the
-    given rules'; the way into each basin costs several times less)."""
+    with the given ones, where a sweep evaluates a hidden layer's averages by quadrature
+    (:meth:`jaxreplica.Chain.averages_hidden_layers`; the answer is the given rules'; the
+    way into each basin costs several times less)."""
 
     _static = ("max_iter", "polish_steps", "layout", "survey")
 

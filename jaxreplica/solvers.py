@@ -99,9 +99,10 @@ def _search(chain: Chain, scheme, init, cfg: QuadratureConfig) -> _Found:
         starts = scheme.starts(chain, moments)
     else:
         starts = jax.tree_util.tree_map(lambda x: x[None], scheme.warm_state(init))
-    # A survey pays where a hidden channel integrates numerically (its averages are the
-    # three-dimensional ones); elsewhere it would only double the program.
-    survey = scheme.survey and init is None and not all(ch.closed_form for ch in chain.channels[:-1])
+    # A survey pays where a sweep evaluates a hidden layer's averages by quadrature (three
+    # or four dimensions: a hidden channel, a last channel with noise after it, the prior
+    # of a conditional chain); elsewhere it would only double the program.
+    survey = scheme.survey and init is None and chain.averages_hidden_layers()
     results = run_starts(scheme, chain, starts, cfg, trho, survey=survey)
     potentials = results.potential
     if not scheme.reports_potential:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import jaxreplica as jr
+from jaxreplica.conditional import conditional_chain
 
 
 def _chain(noise=1e-3, scale=1.2, eig=None, act=jr.ReLU):
@@ -90,6 +91,32 @@ def test_survey_changes_the_cost_not_the_answer():
     assert int(warm.iterations) <= 3
     with pytest.raises(ValueError, match="survey"):
         jr.VAMP(survey="yes")
+
+
+def test_chains_that_average_a_hidden_layer_are_surveyed():
+    """A sweep averages a hidden layer by quadrature at a nonlinear hidden channel, at a
+    last channel with noise after its activation and at the prior of a conditional
+    chain: those chains are surveyed (the conditional chain of a noisy network too), with
+    the same answer as the full rules alone; the others are not."""
+    one = lambda ch: jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0, scale=1.5), ch)])  # noqa: E731
+    noisy = jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0, scale=1.5), jr.HardTanh(noise_after=0.01)),
+                                                (jr.Gaussian(alpha=0.8), jr.HardTanh(noise_after=0.01))])
+    quiet_linear = jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.Linear(noise_after=0.01)),
+                                                       (jr.Gaussian(alpha=0.8), jr.Tanh(noise=1e-3))])
+    expected = {"one layer, noise before": (one(jr.Tanh(noise=1e-3)), False),
+                "one layer, linear, noise after": (one(jr.Linear(noise_after=1e-3)), False),
+                "one layer, noise after": (one(jr.HardTanh(noise_after=1e-3)), True),
+                "hidden hardtanh": (noisy, True),
+                "conditional of a noisy hardtanh network": (conditional_chain(noisy), True),
+                "conditional of a noisy linear layer": (conditional_chain(quiet_linear), False)}
+    for name, (chain, surveyed) in expected.items():
+        assert chain.averages_hidden_layers() == surveyed, name
+    for chain in (one(jr.HardTanh(noise_after=1e-3)), noisy):
+        on, off = jr.solve(chain), jr.solve(chain, jr.VAMP(survey=False))
+        assert bool(on.converged) and bool(off.converged)
+        assert abs(float(on.entropy) - float(off.entropy)) < 1e-10
+        assert abs(float(on.mutual_information) - float(off.mutual_information)) < 1e-10
+        assert not np.array_equal(np.asarray(on.branches.iterations), np.asarray(off.branches.iterations))
 
 
 @pytest.mark.slow
