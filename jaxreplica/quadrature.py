@@ -80,25 +80,26 @@ class QuadratureConfig:
     # at grade_ratio); False: fixed ratio grade_ratio, whatever the reach.
     adaptive_grading: bool = True
     # Smooth activations (jaxreplica.smooth). One-dimensional averages (E t^2, E log phi'):
-    # smooth_average_segments uniform segments over +-half_width sd. Teacher: y0 on smooth_teacher_segments
-    # uniform segments of smooth_teacher_legendre nodes over +-smooth_teacher_width sd
-    # (plus the turn's graded segments and the saturation breakpoints of jaxreplica.smooth),
-    # w and xi on Gauss-Hermite nodes. Each posterior (one rule in u per teacher node
-    # (y0, w), serving every xi): composite Gauss-Legendre (smooth_legendre nodes a
-    # segment) on the merged grid of smooth_grid uniform segments in u and smooth_levels
-    # uniform levels of the likelihood in t, with smooth_tail levels geometric towards
-    # each end of the window. Outer nodes (y0, w, xi) are processed about smooth_chunk at
-    # a time (with 256, a single tanh solve took 10-30% longer: each chunk is one pass of
-    # a loop whose every pass costs the same overhead). The sizes hold free entropy, Ahat and Vhat within 1e-7 (relative above 1) of
-    # rules twice as fine in every direction over A 1e-2..1e5, V 1e-6..rho, noise
-    # 1e-5..1e-1 (rho 1..2.5); the limits were xi (8 nodes: 9e-6), the teacher y0 (before
-    # the saturation breakpoints, 16 segments of 8: 2e-4 relative in Ahat for erf at
-    # A = 1e5) and w (6 nodes: 1e-6 in Vhat at V = rho/2). Beyond that grid (rho up to
-    # 100, V above 10) the inner rule's uniform segments were the limit with 4 of them
-    # (8 Legendre nodes on 4.5 sds of the prior: 3e-7 of its mass; erf's Ahat 1e-5 off at
-    # rho = 24, 1e-7 with 8 segments); with 12 the rest is w's (up to about 5e-7 in Ahat
-    # and Vhat there). xi has 24 nodes: with 16, the noisy two-layer tanh chain's H(T_2)
-    # at weight scale 10 was 6e-7 off (24, 32 and 40 nodes agree within 2e-8).
+    # smooth_average_segments uniform segments over +-half_width sd. Teacher: y0 on
+    # smooth_teacher_segments uniform segments of smooth_teacher_legendre nodes over
+    # +-smooth_teacher_width sd (plus the turn's graded segments and the saturation
+    # breakpoints of jaxreplica.smooth), w and xi on Gauss-Hermite nodes. Each posterior
+    # (one rule in u per teacher node (y0, w), serving every xi): composite Gauss-Legendre
+    # (smooth_legendre nodes a segment) on the merged grid of smooth_grid uniform segments
+    # in u and smooth_levels uniform levels of the likelihood in t, with smooth_tail levels
+    # geometric towards each end of the window. Outer nodes (y0, w, xi) are processed about
+    # smooth_chunk at a time (each chunk is one pass of a loop with a fixed cost per pass:
+    # with 256, a tanh solve took 10-30% longer). The sizes hold free entropy, Ahat and Vhat
+    # within 1e-7 (relative above 1) of rules twice as fine in every direction over A
+    # 1e-2..1e5, V 1e-6..rho, noise 1e-5..1e-1 (rho 1..2.5); the limits were xi (8 nodes:
+    # 9e-6), the teacher y0 (before the saturation breakpoints, 16 segments of 8: 2e-4
+    # relative in Ahat for erf at A = 1e5) and w (6 nodes: 1e-6 in Vhat at V = rho/2).
+    # Beyond that grid (rho up to 100, V above 10) the inner rule's uniform segments were
+    # the limit with 4 of them (8 Legendre nodes on 4.5 sds of the prior: 3e-7 of its mass;
+    # erf's Ahat 1e-5 off at rho = 24, 1e-7 with 8 segments); with 12 the rest is w's (up to
+    # about 5e-7 in Ahat and Vhat there). xi has 24 nodes: with 16, the noisy two-layer tanh
+    # chain's H(T_2) at weight scale 10 was 6e-7 off (24, 32 and 40 nodes agree within
+    # 2e-8).
     smooth_average_segments: int = 32
     smooth_teacher_segments: int = 16
     smooth_teacher_legendre: int = 10
