@@ -102,9 +102,8 @@ class Chain:
         (static): at a hidden channel without closed forms, at a last channel with noise
         after its activation (its functions are the hidden ones at SNR
         ``1/noise_after``), or at a prior that is a channel's output law."""
-        last = self.channels[-1]
         return (any(not ch.closed_form for ch in self.channels[:-1])
-                or (last.noise_after is not None and not last.closed_form)
+                or self.channels[-1].output_averages_a_hidden_layer()
                 or self.prior.averages_a_hidden_layer())
 
     def hidden_noiseless(self):

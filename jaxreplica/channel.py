@@ -119,6 +119,11 @@ class Channel(Validated):
         free, ahat, _ = self._hidden(1.0 / d, V, rho, cfg)
         return free - 0.5 * (LOG_2PI + 1.0 + jnp.log(d)), ahat
 
+    def output_averages_a_hidden_layer(self) -> bool:
+        """Whether :meth:`output_functions` is a hidden layer's average by quadrature (noise
+        after an activation without closed forms); static."""
+        return self.noise_after is not None and not self.closed_form
+
     def output_free_entropy(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         return self.output_functions(V, rho, cfg)[0]
 
