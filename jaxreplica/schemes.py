@@ -32,7 +32,7 @@ from jaxreplica.chain import Chain
 from jaxreplica.potential import OrderParameters
 from jaxreplica.priors import MMSE_FLOOR
 
-__all__ = ["VAMP", "FixedPoint", "as_scheme", "start_names"]
+__all__ = ["VAMP", "FixedPoint", "as_scheme", "for_training", "start_names"]
 
 TINY = 1e-300
 INFORMED = 1e-10  # the informed start's errors, relative to each layer's second moment
@@ -247,3 +247,15 @@ def as_scheme(method, **overrides):
         raise ValueError(f"method must be 'vamp', 'fixed_point', jr.VAMP(...) or jr.FixedPoint(...) (got {method!r})")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(method, **overrides) if overrides else method
+
+
+def for_training(method):
+    """The scheme of the solves that training runs (the monitor, the penalty): a named
+    method without the coarse survey; a scheme given as such is kept as it is.
+
+    A training run solves each layer cold once and then warm-starts it, and a warm
+    start never surveys: for that one cold solve, the survey's second copy of the
+    channels' functions costs more to compile (seconds) than it saves (milliseconds
+    for piecewise-affine channels, a tenth of a second for a smooth one; see the
+    benchmark results)."""
+    return as_scheme(method, survey=False) if isinstance(method, str) else method

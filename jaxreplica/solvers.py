@@ -191,13 +191,17 @@ def _batched_conditional_search(cfg: QuadratureConfig):
     return _laid_out(one)
 
 
-def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidden: bool):
+def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidden: bool, skip: bool = False):
     """``(H(T_L | X)/n_0, status)``: closed form (the last layer's noise) when every
     hidden layer is noiseless, else the entropy of the conditional chain times
-    ``n_1/n_0`` (:mod:`jaxreplica.conditional`), differentiable like any solve."""
+    ``n_1/n_0`` (:mod:`jaxreplica.conditional`), differentiable like any solve; with
+    ``skip``, NaN instead of that solve."""
     closed = -noise_entropy(chain, cfg)
+    converged = jnp.asarray(Status.CONVERGED, dtype=jnp.int32)
     if not noisy_hidden or chain.depth == 1:
-        return closed, jnp.asarray(Status.CONVERGED, dtype=jnp.int32)
+        return closed, converged
+    if skip:
+        return jnp.where(chain.hidden_noiseless(), closed, jnp.nan), converged
     cchain = conditional_chain(chain)
     found = _batched_conditional_search(cfg)(*jax.lax.stop_gradient((chain, scheme)))
     _, value = at_stationary_point(cchain, found.x, found.value, found.template, cfg)
@@ -206,7 +210,8 @@ def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidd
     return entropy, jnp.where(quiet, Status.CONVERGED, found.status).astype(jnp.int32)
 
 
-def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bool = True) -> Solution:
+def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bool = True,
+             skip_conditional: bool = False) -> Solution:
     # The search enters without tangents (it has no derivative rule of its own; the
     # derivative comes from at_stationary_point below).
     found = _batched_search(cfg)(*jax.lax.stop_gradient((chain, scheme, init)))
@@ -214,7 +219,7 @@ def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bo
     x, potential = at_stationary_point(chain, found.x, found.value, found.template, cfg)
     op = unpack(x, chain, found.template)
     noise_term = noise_entropy(chain, cfg)
-    conditional, conditional_status = _conditional_entropy(chain, scheme, cfg, noisy_hidden)
+    conditional, conditional_status = _conditional_entropy(chain, scheme, cfg, noisy_hidden, skip_conditional)
     mi = potential - conditional
     # I(X; T_L) <= H(X) for a discrete input: a selected point above it is not a solution.
     above = mi > chain.prior.entropy() + BOUND_SLACK
@@ -255,11 +260,11 @@ def _maybe_noisy_hidden(chain: Chain) -> bool:
 
 # One compiled program per chain structure, scheme settings (tol is traced) and
 # quadrature: sweeps over any number of the chain and warm starts reuse it.
-_program_jit = jax.jit(_program, static_argnames=("cfg", "noisy_hidden"))
+_program_jit = jax.jit(_program, static_argnames=("cfg", "noisy_hidden", "skip_conditional"))
 
 
 def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, tol=None, max_iter=None,
-          polish_steps=None, quadrature: QuadratureConfig = DEFAULT) -> Solution:
+          polish_steps=None, quadrature: QuadratureConfig = DEFAULT, conditional: bool = True) -> Solution:
     """Entropy, mutual information and MMSE of ``chain`` from the replica formula.
 
     Args:
@@ -273,6 +278,11 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         ``3000``, ``0``): the relative change of every order parameter at which an
         iteration stops, the iteration cap, Newton steps after the iteration.
       quadrature: sizes of the integration rules (static).
+      conditional: where a hidden layer is noisy, ``I(X; T_L)`` needs ``H(T_L | X)``,
+        the entropy of a second chain solved by its own multi-start (cold at every
+        call, warm start or not); ``False`` skips that solve and leaves
+        ``mutual_information`` NaN there, for callers that read only the entropy and
+        ``last_layer_information`` (static).
 
     Returns:
       A :class:`Solution`. ``jax.jit``, ``jax.vmap`` over batched chain leaves and
@@ -287,7 +297,9 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         raise ValueError(f"init must be a Solution.fixed_point (OrderParameters), got {type(init).__name__}")
     if not isinstance(quadrature, QuadratureConfig):
         raise ValueError(f"quadrature must be a jaxreplica.QuadratureConfig (got {type(quadrature).__name__})")
-    return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain))
+    if not isinstance(conditional, bool):
+        raise ValueError(f"conditional must be True or False (got {conditional!r})")
+    return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain), skip_conditional=not conditional)
 
 
 def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig = DEFAULT):

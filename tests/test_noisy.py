@@ -84,6 +84,27 @@ def test_hidden_noise_traced_inside_jit():
     assert mi_values[0] == float(sols.last_layer_information[0])
 
 
+def test_skipping_the_conditional_solve():
+    """``conditional=False``: the entropy and ``I(T_L; T_{L-1})`` as with the conditional
+    solve, ``I(X; T_L)`` NaN where a hidden layer is noisy (never a wrong number) and the
+    closed form where none is; inside ``jit`` the hidden noise, as data, decides."""
+    def chain(d):
+        return jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0), jr.Linear(noise=d)),
+                                                   (jr.Gaussian(alpha=1.0), jr.Linear(noise=0.01))])
+    full, skipped = jr.solve(chain(0.05)), jr.solve(chain(0.05), conditional=False)
+    assert bool(skipped.converged) and np.isfinite(float(full.mutual_information))
+    assert abs(float(skipped.entropy) - float(full.entropy)) < 1e-12
+    assert abs(float(skipped.last_layer_information) - float(full.last_layer_information)) < 1e-12
+    assert np.isnan(float(skipped.mutual_information))
+    assert float(jr.solve(chain(0.0), conditional=False).mutual_information) == float(
+        jr.solve(chain(0.0)).mutual_information)
+    traced = jax.jit(jax.vmap(lambda d: jr.solve(chain(d), conditional=False).mutual_information))(
+        jnp.asarray([0.0, 0.05]))
+    assert np.isfinite(float(traced[0])) and np.isnan(float(traced[1]))
+    with pytest.raises(ValueError, match="conditional"):
+        jr.solve(chain(0.05), conditional="no")
+
+
 from conftest import load_reference  # noqa: E402
 from _independent import conditional_output_entropy  # noqa: E402
 

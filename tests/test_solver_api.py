@@ -8,6 +8,8 @@ import pytest
 
 import jaxreplica as jr
 from jaxreplica.conditional import conditional_chain
+from jaxreplica.schemes import for_training
+from jaxreplica.training.tracking import _jitted_solve
 
 
 def _chain(noise=1e-3, scale=1.2, eig=None, act=jr.ReLU):
@@ -91,6 +93,19 @@ def test_survey_changes_the_cost_not_the_answer():
     assert int(warm.iterations) <= 3
     with pytest.raises(ValueError, match="survey"):
         jr.VAMP(survey="yes")
+
+
+def test_training_runs_named_methods_without_the_survey():
+    """Training solves each layer cold once, then warm-starts it: its named methods drop
+    the survey (which would only add compilation); a scheme given as such is kept."""
+    for name, scheme in (("vamp", jr.VAMP), ("fixed_point", jr.FixedPoint)):
+        chosen = for_training(name)
+        assert type(chosen) is scheme and chosen.survey is False and scheme().survey is True
+    given = jr.VAMP(tol=1e-9)
+    assert for_training(given) is given
+    assert _jitted_solve("vamp", 100).__wrapped__.keywords["method"].survey is False
+    with pytest.raises(ValueError, match="method"):
+        for_training("newton")
 
 
 def test_chains_that_average_a_hidden_layer_are_surveyed():

@@ -49,6 +49,7 @@ from jaxreplica.chain import SpectralLayer, chain_from_spectra
 from jaxreplica.design import envelope_quantities
 from jaxreplica.nn.layers import spectrum_from_singular_values
 from jaxreplica.nn.network import singular_values
+from jaxreplica.schemes import for_training
 from jaxreplica.solvers import check_method, solve
 
 __all__ = [
@@ -134,7 +135,8 @@ class InformationPenalty:
       ``I(X; T_l) = I(T_l; T_{l-1})``; above 0, ``I(X; T_l)`` of the noisy network through
       its conditional chain, differentiated implicitly whatever ``gradient`` says);
     * ``noise_position``: ``"before"`` the activation (default), ``"after"`` or ``"both"``;
-    * ``tol``, ``max_iter``, ``method``: passed to ``jaxreplica.solve``;
+    * ``tol``, ``max_iter``, ``method``: passed to ``jaxreplica.solve`` (a named method
+      without the coarse survey: :func:`jaxreplica.schemes.for_training`);
     * ``gradient``: ``"envelope"`` (default) or ``"implicit"``;
     * ``solve_every``: solve the fixed points at every ``k``-th call only (default 1:
       every call). In between, the value and gradient are the potential's at the last
@@ -344,7 +346,8 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
         frozen_chain = jax.lax.stop_gradient(penalty.chain(spectra, layer))
 
         def solved(chain=frozen_chain, init=init):
-            sol = solve(chain, penalty.method, init=init, tol=penalty.tol, max_iter=penalty.max_iter)
+            sol = solve(chain, for_training(penalty.method), init=init, tol=penalty.tol, max_iter=penalty.max_iter,
+                        conditional=noisy)
             return sol.fixed_point, sol.converged & jnp.isfinite(information(sol)), sol.iterations.astype(jnp.int32)
 
         if lagged:
@@ -362,7 +365,8 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
         else:
             # the engine's implicit derivative (custom_jvp); from the converged point the
             # iteration stops at once, so this adds one sweep and the tangent solve.
-            value = information(solve(chain, penalty.method, init=point, tol=penalty.tol, max_iter=penalty.max_iter))
+            value = information(solve(chain, for_training(penalty.method), init=point, tol=penalty.tol,
+                                      max_iter=penalty.max_iter, conditional=noisy))
         prev = jnp.asarray(jnp.nan) if state is None else state.mutual_information[i]
         stale = jnp.where(jnp.isfinite(prev), prev, 0.0)
         term = jnp.where(ok, value, jax.lax.stop_gradient(stale))

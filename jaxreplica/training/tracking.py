@@ -36,6 +36,7 @@ from jaxreplica.activations import check_position
 from jaxreplica.chain import SpectralLayer, chain_from_spectra
 from jaxreplica.exact import gaussian_entropy
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig
+from jaxreplica.schemes import for_training
 from jaxreplica.solvers import check_method, solve
 
 __all__ = ["Tracking", "Tracker", "exact_linear_information", "default_track_layers", "check_track_layers",
@@ -99,7 +100,8 @@ class Tracking:
       variances of the layers before the measured one and of the measured one;
     * ``noise_position``: where that noise enters, ``"before"`` the activation
       (default), ``"after"`` it or ``"both"`` (see :func:`jaxreplica.activations.channel`);
-    * ``tol``, ``max_iter``, ``method``, ``quadrature``: passed to ``jaxreplica.solve``;
+    * ``tol``, ``max_iter``, ``method``, ``quadrature``: passed to ``jaxreplica.solve``
+      (a named method without the coarse survey: :func:`jaxreplica.schemes.for_training`);
     * ``exact``: also record exact log-determinant values (default: when the
       network's tracked layers and the data model are linear and the prior Normal).
     """
@@ -140,7 +142,8 @@ def _jitted_solve(method: str, max_iter: int, quadrature: QuadratureConfig = DEF
     Compiled once per chain structure and shapes (every tracking step of a run has the
     same), which makes a warm-started step cost milliseconds instead of seconds.
     """
-    return jax.jit(functools.partial(solve, method=method, max_iter=max_iter, quadrature=quadrature))
+    return jax.jit(functools.partial(solve, method=for_training(method), max_iter=max_iter, quadrature=quadrature),
+                   static_argnames=("conditional",))
 
 
 class Tracker:
@@ -178,7 +181,7 @@ class Tracker:
             try:
                 chain = self.chain(spectra, l)
                 solve = _jitted_solve(t.method, int(t.max_iter), t.quadrature)
-                sol = solve(chain, tol=t.tol, init=self.init[l - 1])
+                sol = solve(chain, tol=t.tol, init=self.init[l - 1], conditional=self._reads_conditional(l))
                 conv[l - 1] = bool(np.asarray(sol.converged))
                 iters[l - 1] = int(np.asarray(sol.iterations))
                 entropy = float(np.asarray(sol.entropy))
@@ -198,6 +201,13 @@ class Tracker:
             except Exception as err:  # noqa: BLE001  (a failed step is recorded in the history, training goes on)
                 failures.append((l, f"{type(err).__name__}: {err}"))
         return h, mi, conv, iters, failures
+
+    def _reads_conditional(self, l: int) -> bool:
+        """Whether layer ``l``'s value is the solution's ``I(X; T_l)`` through the
+        conditional chain (noisy network layers before ``T_l``, no generative layers); the
+        other solves skip that second multi-start (a generative layer's noise makes
+        ``jaxreplica.solve`` run it, cold, at every step)."""
+        return self.tracking.hidden_noise > 0 and l > 1 and not self.generative
 
     def _information(self, sol, l: int) -> tuple[float, str]:
         if self.tracking.hidden_noise > 0 and l > 1:
