@@ -202,19 +202,22 @@ class Tracker:
                 failures.append((l, f"{type(err).__name__}: {err}"))
         return h, mi, conv, iters, failures
 
+    def _noisy_before(self, l: int) -> bool:
+        return self.tracking.hidden_noise > 0 and l > 1
+
     def _reads_conditional(self, l: int) -> bool:
         """Whether layer ``l``'s value is the solution's ``I(X; T_l)`` through the
         conditional chain (noisy network layers before ``T_l``, no generative layers); the
         other solves skip that second multi-start (a generative layer's noise makes
         ``jaxreplica.solve`` run it, cold, at every step)."""
-        return self.tracking.hidden_noise > 0 and l > 1 and not self.generative
+        return self._noisy_before(l) and not self.generative
 
     def _information(self, sol, l: int) -> tuple[float, str]:
-        if self.tracking.hidden_noise > 0 and l > 1:
-            if self.generative:
-                # The solution's I is then about the data model's first variable.
-                return math.nan, "I(X; T_l) with noisy hidden layers behind a generative data model is not computed"
+        if self._reads_conditional(l):
             value = sol.mutual_information  # I(X; T_l) through the conditional chain
+        elif self._noisy_before(l):
+            # The solution's I would be about the data model's first variable.
+            return math.nan, "I(X; T_l) with noisy hidden layers behind a generative data model is not computed"
         else:
             # Noiseless layers before T_l: I(X; T_l) = I(T_l; T_{l-1}), also behind generative layers.
             value = sol.last_layer_information
