@@ -335,6 +335,7 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
     spectra = penalty.spectra(singular_values)
     # Noiseless hidden layers: I(X; T_l) = I(T_l; T_{l-1}); noisy ones: through H(T_l | X).
     noisy = penalty.hidden_noise > 0
+    scheme = for_training(penalty.method)
     information = (lambda sol: sol.mutual_information) if noisy else (lambda sol: sol.last_layer_information)
     fixed, mis, convs, iters = [], [], [], []
     total = jnp.zeros(())
@@ -346,7 +347,7 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
         frozen_chain = jax.lax.stop_gradient(penalty.chain(spectra, layer))
 
         def solved(chain=frozen_chain, init=init):
-            sol = solve(chain, for_training(penalty.method), init=init, tol=penalty.tol, max_iter=penalty.max_iter,
+            sol = solve(chain, scheme, init=init, tol=penalty.tol, max_iter=penalty.max_iter,
                         conditional=noisy)
             return sol.fixed_point, sol.converged & jnp.isfinite(information(sol)), sol.iterations.astype(jnp.int32)
 
@@ -365,7 +366,7 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
         else:
             # the engine's implicit derivative (custom_jvp); from the converged point the
             # iteration stops at once, so this adds one sweep and the tangent solve.
-            value = information(solve(chain, for_training(penalty.method), init=point, tol=penalty.tol,
+            value = information(solve(chain, scheme, init=point, tol=penalty.tol,
                                       max_iter=penalty.max_iter, conditional=noisy))
         prev = jnp.asarray(jnp.nan) if state is None else state.mutual_information[i]
         stale = jnp.where(jnp.isfinite(prev), prev, 0.0)
