@@ -227,16 +227,25 @@ class PiecewiseChannel(Channel):
         t0 = self.activation(y0)[..., None]
         # Shapes (y0, 1, xi) and (y0, w, 1): broadcast inside the fused element-wise
         # code, never materialised as full grids.
-        B = A * t0 + jnp.sqrt(A) * xi
         w = w[..., None]
         weight = weight[..., None] * wxi
-        logz, _, d2, dw = self.posterior_moments(A, B, w, s)
-        # Reduced free entropy: log Z - A t0^2/2.
-        logz = logz - 0.5 * A * t0**2
-        return jnp.sum(weight * logz), jnp.sum(weight * dw**2), jnp.sum(weight * d2)
+        logz, _, d2, dw = self.posterior_moments(A, t0, xi, w, s)
+        # Reduced free entropy: log Z - A t0^2/2 = (log Z - B^2/(2A)) + xi^2/2 + sqrt(A) xi t0,
+        # whose last term averages to zero exactly (the xi rule is symmetric) and is left out.
+        reduced = logz + 0.5 * xi * xi
+        return jnp.sum(weight * reduced), jnp.sum(weight * dw**2), jnp.sum(weight * d2)
 
-    def posterior_moments(self, A, B, w, s):
-        """``(log Z, d log Z/dB, d^2 log Z/dB^2, d log Z/dw)`` in closed form.
+    def posterior_moments(self, A, t0, xi, w, s):
+        """``(log Z - B^2/(2A), d log Z/dB, d^2 log Z/dB^2, d log Z/dw)`` in closed form, at
+        the teacher's field ``B = A t0 + sqrt(A) xi``.
+
+        ``log Z`` and ``B^2/(2A)`` are both of size ``A t0^2`` (1e11 and more for a wide
+        pre-activation and a sharp likelihood), while their difference is of order one: it
+        is formed piece by piece without that cancellation. On a piece ``g y + c`` (an atom
+        has ``g = 0``), with the residual ``r = sqrt(A) (t0 - c - g w) + xi`` and
+        ``q = 1 + s A g^2``, the piece's Gaussian factor is ``exp(-r^2/(2 q))/sqrt(q)``,
+        its posterior on ``y`` is centred at ``w + s g sqrt(A) r/q`` with variance ``s/q``,
+        and its drift (below) is ``g sqrt(A) r/q``.
 
         With the student's posterior on ``y`` (prior ``N(w, s)``, likelihood
         ``exp(-A phi(y)^2/2 + B phi(y))``), ``d log Z/dB = <t>``,
@@ -262,18 +271,21 @@ class PiecewiseChannel(Channel):
         if not self.continuous:
             raise NotImplementedError(f"{type(self).__name__}: posterior_moments needs a continuous activation")
         lam = s * A / (1.0 + s * A)
+        sqrt_a = jnp.sqrt(A)
         logs, t1, t2, shares = [], [], [], []
         for p in self.pieces():
             c = p.offset
-            extra = -0.5 * A * c * c + B * c
             if p.atom:
                 centre, var, q = w, s, 1.0
+                extra = -0.5 * (sqrt_a * (t0 - c) + xi) ** 2
             else:
-                g, Bg = p.slope, B - A * c
+                g = p.slope
                 q = 1.0 + s * A * g * g
-                centre = (w + s * Bg * g) / q
+                r = sqrt_a * (t0 - c - g * w) + xi
+                pull = g * sqrt_a * r / q
+                centre = w + s * pull
                 var = s / q
-                extra = extra + (2.0 * Bg * g * w - A * g * g * w * w + s * Bg * Bg * g * g) / (2.0 * q)
+                extra = -0.5 * r * r / q
             sd = jnp.sqrt(jnp.maximum(var, 1e-300))
             a = jnp.clip(standardize(p.lo, centre, sd), -BIG, BIG)
             b = jnp.clip(standardize(p.hi, centre, sd), -BIG, BIG)
@@ -288,7 +300,7 @@ class PiecewiseChannel(Channel):
             mean_y = centre + sd * (ra - rb)
             var_y = var * jnp.maximum(1.0 + (a_ra - b_rb) - (ra - rb) ** 2, 0.0)
             # This piece's share of d log Z/dw (see the docstring): drift + coef * truncation
-            drift = 0.0 if p.atom else g * (Bg - A * g * w) / q
+            drift = 0.0 if p.atom else pull
             coef = lam if p.atom else lam - (1.0 - lam) * s * A * g * g
             share = drift + coef * (ra - rb) / jnp.sqrt(jnp.maximum(s * q, 1e-300))
             logs.append(extra - 0.5 * jnp.log(q) + log_mass)
