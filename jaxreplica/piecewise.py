@@ -277,7 +277,7 @@ class PiecewiseChannel(Channel):
             c = p.offset
             if p.atom:
                 centre, var, q = w, s, 1.0
-                extra = -0.5 * (sqrt_a * (t0 - c) + xi) ** 2
+                r = sqrt_a * (t0 - c) + xi
             else:
                 g = p.slope
                 q = 1.0 + s * A * g * g
@@ -285,7 +285,7 @@ class PiecewiseChannel(Channel):
                 pull = g * sqrt_a * r / q
                 centre = w + s * pull
                 var = s / q
-                extra = -0.5 * r * r / q
+            extra = -0.5 * r * r / q
             sd = jnp.sqrt(jnp.maximum(var, 1e-300))
             a = jnp.clip(standardize(p.lo, centre, sd), -BIG, BIG)
             b = jnp.clip(standardize(p.hi, centre, sd), -BIG, BIG)
