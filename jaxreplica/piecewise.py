@@ -253,7 +253,8 @@ class PiecewiseChannel(Channel):
         posterior is a truncated Gaussian (of ``y``; ``t`` is ``c`` or ``g y + c`` there), whose
         moments are ratios ``phi(a)/(Phi(b) - Phi(a))`` taken in log space. This is the
         hot path of the solvers: it replaces nested automatic differentiation of
-        :meth:`log_partition` (same values, far smaller programs).
+        :meth:`log_partition` (the same derivatives, far smaller programs; the first output
+        is :meth:`log_partition` less ``B^2/(2A)``).
 
         ``d log Z/dw`` has two exact forms: ``<(y - w)/s>`` and, by parts,
         ``<d/dy log L(y)>`` with ``L = exp(-A phi^2/2 + B phi)`` (the boundary terms
