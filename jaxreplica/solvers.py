@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import custom_batching
 
+from jaxreplica import _cache
 from jaxreplica.chain import Chain
 from jaxreplica.conditional import conditional_chain
 from jaxreplica.iteration import IterationResult
@@ -299,6 +300,8 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         raise ValueError(f"quadrature must be a jaxreplica.QuadratureConfig (got {type(quadrature).__name__})")
     if not isinstance(conditional, bool):
         raise ValueError(f"conditional must be True or False (got {conditional!r})")
+    # A long session that compiled many chain structures gives their memory back here.
+    _cache.release_if_crowded((chain, init))
     return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain), skip_conditional=not conditional)
 
 

@@ -277,3 +277,29 @@ def test_compilation_cache_is_used_and_can_be_switched_off(tmp_path):
     assert _run(SOLVE, {"JAXREPLICA_CACHE_DIR": str(cache)}) == str(cache)
     assert any(cache.iterdir()), "no compiled program was written to the cache"
     assert _run(SOLVE, {"JAXREPLICA_CACHE_DIR": "off"}) == "None"
+
+
+CROWDED = """
+import warnings, jaxreplica as jr
+from jaxreplica import _cache
+chain = jr.Chain(jr.Normal(), [(jr.Gaussian(1.3), jr.ReLU()), (jr.Gaussian(1.0), jr.Linear(noise=0.1))])
+first = float(jr.solve(chain).entropy)
+held = _cache.mappings()[0]
+_cache.CROWDED = 0.0  # as if the process were at its limit
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    released = _cache.release_if_crowded(())
+    again = _cache.release_if_crowded(())  # nothing new compiled since
+left = _cache.mappings()[0]
+print(released, again, held, left, len(caught), repr(float(jr.solve(chain).entropy) - first))
+"""
+
+
+@pytest.mark.skipif(jr._cache.mappings() is None, reason="the system does not report memory mappings")
+def test_compiled_programs_are_released_near_the_mapping_limit(tmp_path):
+    """A process near its memory-mapping limit gives its compiled programs back (with a
+    warning) and then computes the same numbers."""
+    released, again, held, left, warned, change = _run(CROWDED, {"JAXREPLICA_CACHE_DIR": str(tmp_path)}).split()
+    assert (released, again, warned) == ("True", "False", "1")
+    assert int(left) < int(held) - 100, (held, left)
+    assert float(change) == 0.0
