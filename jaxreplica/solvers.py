@@ -130,6 +130,14 @@ def _search(chain: Chain, scheme, init, cfg: QuadratureConfig) -> _Found:
                   start_iterations=results.iterations, start_mmse=results.op.V[:, 0])
 
 
+def _recorded(fn, *args):
+    """``fn(*args)`` traced once: a function of the flat ``args`` that evaluates the
+    recorded program (returning ``fn``'s output structure), and the output's shapes."""
+    closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    tree, run = jax.tree_util.tree_structure(shape), jax.extend.core.jaxpr_as_fun(closed)
+    return (lambda *leaves: jax.tree_util.tree_unflatten(tree, run(*leaves))), shape
+
+
 def _trace_once(fn):
     """``fn`` traced once per argument structure and shapes; later calls evaluate the
     recorded program. ``custom_vmap`` traces a search for the unbatched call and its
@@ -143,10 +151,8 @@ def _trace_once(fn):
         leaves, tree = jax.tree_util.tree_flatten(args)
         key = (tree, tuple(jax.typeof(x) for x in leaves))
         if key not in programs:
-            closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-            programs[key] = (jax.extend.core.jaxpr_as_fun(closed), jax.tree_util.tree_structure(shape))
-        run, out_tree = programs[key]
-        return jax.tree_util.tree_unflatten(out_tree, run(*leaves))
+            programs[key] = _recorded(fn, *args)[0]
+        return programs[key](*leaves)
 
     return call
 
@@ -185,8 +191,10 @@ def _batched_conditional_search(cfg: QuadratureConfig):
     returned), laid out under ``vmap`` like :func:`_batched_search`, each lane taking
     only its own branch of the condition."""
     def one(chain, scheme):
-        run = lambda: _search(conditional_chain(chain), scheme, None, cfg)
-        placeholder = lambda: jax.tree_util.tree_map(lambda s: jnp.ones(s.shape, s.dtype), jax.eval_shape(run))
+        # The search is traced once: the condition's branch evaluates the recorded
+        # program, and the placeholder takes its shapes from it.
+        run, shape = _recorded(lambda: _search(conditional_chain(chain), scheme, None, cfg))
+        placeholder = lambda: jax.tree_util.tree_map(lambda s: jnp.ones(s.shape, s.dtype), shape)
         return jax.lax.cond(chain.hidden_noiseless(), placeholder, run)
 
     return _laid_out(one)
