@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import custom_batching
 
-from jaxreplica import _cache
 from jaxreplica.chain import Chain
 from jaxreplica.conditional import conditional_chain
 from jaxreplica.iteration import IterationResult
@@ -33,6 +32,7 @@ from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 from jaxreplica.schemes import as_scheme, start_names
 from jaxreplica.solution import Branches, LayerSolutions, Solution, Status
 from jaxreplica.stationary import at_stationary_point, pack, polish, stationarity_residual, unpack
+from jaxreplica._cache import release_if_crowded
 from jaxreplica._struct import concrete, pytree, tree_where
 
 __all__ = ["solve", "solve_layers", "stationarity", "check_method", "METHODS"]
@@ -309,7 +309,7 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
     if not isinstance(conditional, bool):
         raise ValueError(f"conditional must be True or False (got {conditional!r})")
     # A long session that compiled many chain structures gives their memory back here.
-    _cache.release_if_crowded((chain, init))
+    release_if_crowded((chain, init))
     return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain), skip_conditional=not conditional)
 
 
