@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--penalty-solve-every", type=int_type(1, what="a number of steps"), default=None,
                         help="solve the penalty's fixed points every K optimizer steps and use the potential at "
                              "the last ones in between (default: once an epoch, the number of steps in an epoch; "
-                             "1 with --hidden-noise above 0, which needs every step; 1: every step)")
+                             "1: every step)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when stderr "
                         "is not a terminal)")
     parser.add_argument("--devices", default=None, type=devices_type,
@@ -114,8 +114,6 @@ def check_arguments(args, parser) -> None:
         seen.add(layer)
     if args.info_penalty and args.devices is not None:
         parser.error("--info-penalty with --devices (data-parallel) is not supported")
-    if args.penalty_solve_every is not None and args.penalty_solve_every > 1 and args.hidden_noise > 0:
-        parser.error("--penalty-solve-every above 1 needs --hidden-noise 0")
     if args.init_scales is not None and args.preset != "figure5":
         parser.error("--init-scales applies to --preset figure5 only")
     if args.devices is not None:
@@ -144,10 +142,9 @@ def _setup(args, init_scale: float):
     penalty = None
     solve_every = args.penalty_solve_every
     if solve_every is None:
-        # Once an epoch (as many steps as the epoch has batches); every step with noisy
-        # hidden layers, whose conditional solve has no lagged form.
+        # Once an epoch (as many steps as the epoch has batches).
         batch = args.batch_size or default_batch_size(data)
-        solve_every = 1 if args.hidden_noise > 0 else max(1, n_train // batch)
+        solve_every = max(1, n_train // batch)
     if betas:
         penalty = InformationPenalty.for_network(net, data, betas, tol=args.penalty_tol,
                                                  max_iter=args.penalty_max_iter, last_noise=args.last_noise,

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from jaxreplica._struct import pytree, tree_where
+from jaxreplica.conditional import conditional_chain
 from jaxreplica.potential import noise_entropy, phi
 from jaxreplica.solvers import solve
 
@@ -34,19 +35,24 @@ __all__ = [
 ]
 
 
-def envelope_quantities(chain, fixed_point):
-    """``(H(T_L)/n_0, I(T_L; T_{L-1})/n_0)`` of ``chain`` at a *given* stationary point.
+def envelope_quantities(chain, fixed_point, conditional_fixed_point=None):
+    """``(H(T_L)/n_0, I/n_0)`` of ``chain`` at a *given* stationary point.
 
-    ``H = phi(q*, chain)`` and ``I = phi(q*, chain) - H(T_L | Z_L)/n_0``. The order
-    parameters ``q* = fixed_point`` are held fixed, so the gradient of either value
-    with respect to the chain's leaves is the total derivative of the solved value
-    (envelope theorem) whenever ``fixed_point`` is the converged solution of
-    ``chain`` (``jr.solve(chain).fixed_point``). ``I`` is ``I(X; T_L)/n_0`` when every
-    hidden layer of the chain after the data model is noiseless.
+    ``H = phi(q*, chain)``. Without ``conditional_fixed_point``, ``I = H - H(T_L | Z_L)/n_0
+    = I(T_L; T_{L-1})/n_0``, which is ``I(X; T_L)/n_0`` when every hidden layer of the
+    chain after the data model is noiseless; with it (``Solution.conditional_fixed_point``
+    of a noisy network), ``I = H - (n_1/n_0) phi(q*_c, conditional chain) = I(X; T_L)/n_0``.
+    The order parameters are held fixed, so the gradient of either value with respect
+    to the chain's leaves is the total derivative of the solved value (envelope theorem:
+    each potential is stationary in its own order parameters) whenever the points are
+    the converged solutions (``jr.solve(chain)``).
     """
     fixed_point = jax.lax.stop_gradient(fixed_point)
     h = phi(fixed_point, chain)
-    return h, h + noise_entropy(chain)
+    if conditional_fixed_point is None:
+        return h, h + noise_entropy(chain)
+    point = jax.lax.stop_gradient(conditional_fixed_point)
+    return h, h - chain.ensembles[0].alpha * phi(point, conditional_chain(chain))
 
 
 

@@ -109,6 +109,10 @@ class Solution:
       mmse: ``V_1``, the minimal mean squared error on the input ``X`` (0 where it
         underflows: a discrete input recovered exactly).
       fixed_point: the order parameters (pass back as ``init=`` for a warm start).
+      conditional_fixed_point: where ``mutual_information`` came from a second solve
+        (noisy hidden layers), that conditional chain's order parameters (pass back as
+        ``conditional_init=``; NaN where every hidden noise turned out to be zero);
+        otherwise None.
       potential: ``phi`` at the fixed point (equal to ``entropy``).
       converged: ``status == Status.CONVERGED``.
       status: a :class:`Status` code saying why a result is not converged.
@@ -125,6 +129,7 @@ class Solution:
     last_layer_information: jax.Array
     mmse: jax.Array
     fixed_point: OrderParameters
+    conditional_fixed_point: OrderParameters | None
     potential: jax.Array
     converged: jax.Array
     status: jax.Array
@@ -150,3 +155,4 @@ class LayerSolutions:
     iterations: jax.Array
     residual: jax.Array
     fixed_points: tuple
+    conditional_fixed_points: tuple  # None where a layer has no conditional chain

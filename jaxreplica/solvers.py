@@ -189,38 +189,47 @@ def _batched_conditional_search(cfg: QuadratureConfig):
     """The search on the conditional chain ``T_1 -> ... -> T_L | X``, only where a hidden
     layer is noisy (otherwise ``H(T_L | X)`` is closed form and a placeholder is
     returned), laid out under ``vmap`` like :func:`_batched_search`, each lane taking
-    only its own branch of the condition."""
-    def one(chain, scheme):
+    only its own branch of the condition. ``init``: the conditional chain's order
+    parameters to warm-start from, or None for its multi-start."""
+    def one(chain, scheme, init):
         # The search is traced once: the condition's branch evaluates the recorded
         # program, and the placeholder takes its shapes from it.
-        run, shape = _recorded(lambda: _search(conditional_chain(chain), scheme, None, cfg))
+        run, shape = _recorded(lambda: _search(conditional_chain(chain), scheme, init, cfg))
         placeholder = lambda: jax.tree_util.tree_map(lambda s: jnp.ones(s.shape, s.dtype), shape)
         return jax.lax.cond(chain.hidden_noiseless(), placeholder, run)
 
     return _laid_out(one)
 
 
-def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidden: bool, skip: bool = False):
-    """``(H(T_L | X)/n_0, status)``: closed form (the last layer's noise) when every
-    hidden layer is noiseless, else the entropy of the conditional chain times
-    ``n_1/n_0`` (:mod:`jaxreplica.conditional`), differentiable like any solve; with
-    ``skip``, NaN instead of that solve."""
+def _nan_where(condition, tree):
+    """``tree`` with every leaf NaN where ``condition`` holds."""
+    return tree_where(condition, jax.tree_util.tree_map(lambda v: jnp.full_like(v, jnp.nan), tree), tree)
+
+
+def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidden: bool, skip: bool = False,
+                         init: OrderParameters | None = None):
+    """``(H(T_L | X)/n_0, status, order parameters)``: closed form (the last layer's
+    noise; no order parameters) when every hidden layer is noiseless, else the entropy
+    of the conditional chain times ``n_1/n_0`` (:mod:`jaxreplica.conditional`),
+    differentiable like any solve, warm-started from ``init`` if given; with ``skip``,
+    NaN instead of that solve."""
     closed = -noise_entropy(chain, cfg)
     converged = jnp.asarray(Status.CONVERGED, dtype=jnp.int32)
     if not noisy_hidden or chain.depth == 1:
-        return closed, converged
+        return closed, converged, None
     if skip:
-        return jnp.where(chain.hidden_noiseless(), closed, jnp.nan), converged
+        return jnp.where(chain.hidden_noiseless(), closed, jnp.nan), converged, None
     cchain = conditional_chain(chain)
-    found = _batched_conditional_search(cfg)(*jax.lax.stop_gradient((chain, scheme)))
-    _, value = at_stationary_point(cchain, found.x, found.value, found.template, cfg)
+    found = _batched_conditional_search(cfg)(*jax.lax.stop_gradient((chain, scheme, init)))
+    x, value = at_stationary_point(cchain, found.x, found.value, found.template, cfg)
     quiet = chain.hidden_noiseless()
     entropy = jnp.where(quiet, closed, chain.ensembles[0].alpha * value)
-    return entropy, jnp.where(quiet, Status.CONVERGED, found.status).astype(jnp.int32)
+    op = _nan_where(quiet, unpack(x, cchain, found.template))
+    return entropy, jnp.where(quiet, Status.CONVERGED, found.status).astype(jnp.int32), op
 
 
 def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bool = True,
-             skip_conditional: bool = False) -> Solution:
+             skip_conditional: bool = False, conditional_init=None) -> Solution:
     # The search enters without tangents (it has no derivative rule of its own; the
     # derivative comes from at_stationary_point below).
     found = _batched_search(cfg)(*jax.lax.stop_gradient((chain, scheme, init)))
@@ -228,7 +237,8 @@ def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bo
     x, potential = at_stationary_point(chain, found.x, found.value, found.template, cfg)
     op = unpack(x, chain, found.template)
     noise_term = noise_entropy(chain, cfg)
-    conditional, conditional_status = _conditional_entropy(chain, scheme, cfg, noisy_hidden, skip_conditional)
+    conditional, conditional_status, conditional_op = _conditional_entropy(chain, scheme, cfg, noisy_hidden,
+                                                                           skip_conditional, conditional_init)
     mi = potential - conditional
     # I(X; T_L) <= H(X) for a discrete input: a selected point above it is not a solution.
     above = mi > chain.prior.entropy() + BOUND_SLACK
@@ -246,7 +256,8 @@ def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bo
         mutual_information=nan(mi),
         last_layer_information=nan(potential + noise_term),
         mmse=nan(_reported_error(op.V[0])),
-        fixed_point=tree_where(invalid, jax.tree_util.tree_map(lambda v: jnp.full_like(v, jnp.nan), op), op),
+        fixed_point=_nan_where(invalid, op),
+        conditional_fixed_point=None if conditional_op is None else _nan_where(invalid, conditional_op),
         potential=nan(potential),
         converged=status == Status.CONVERGED,
         status=status,
@@ -273,7 +284,8 @@ _program_jit = jax.jit(_program, static_argnames=("cfg", "noisy_hidden", "skip_c
 
 
 def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, tol=None, max_iter=None,
-          polish_steps=None, quadrature: QuadratureConfig = DEFAULT, conditional: bool = True) -> Solution:
+          polish_steps=None, quadrature: QuadratureConfig = DEFAULT, conditional: bool = True,
+          conditional_init: OrderParameters | None = None) -> Solution:
     """Entropy, mutual information and MMSE of ``chain`` from the replica formula.
 
     Args:
@@ -288,10 +300,12 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         iteration stops, the iteration cap, Newton steps after the iteration.
       quadrature: sizes of the integration rules (static).
       conditional: where a hidden layer is noisy, ``I(X; T_L)`` needs ``H(T_L | X)``,
-        the entropy of a second chain solved by its own multi-start (cold at every
-        call, warm start or not); ``False`` skips that solve and leaves
-        ``mutual_information`` NaN there, for callers that read only the entropy and
-        ``last_layer_information`` (static).
+        the entropy of a second chain solved by its own multi-start; ``False`` skips
+        that solve and leaves ``mutual_information`` NaN there, for callers that read
+        only the entropy and ``last_layer_information`` (static).
+      conditional_init: a previous ``Solution.conditional_fixed_point`` to warm-start
+        that second solve from (then only that start is run); by default its
+        multi-start. Independent of ``init``.
 
     Returns:
       A :class:`Solution`. ``jax.jit``, ``jax.vmap`` over batched chain leaves and
@@ -304,13 +318,17 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         raise ValueError(f"chain must be a jaxreplica.Chain (got {type(chain).__name__})")
     if init is not None and not isinstance(init, OrderParameters):
         raise ValueError(f"init must be a Solution.fixed_point (OrderParameters), got {type(init).__name__}")
+    if conditional_init is not None and not isinstance(conditional_init, OrderParameters):
+        raise ValueError("conditional_init must be a Solution.conditional_fixed_point (OrderParameters), "
+                         f"got {type(conditional_init).__name__}")
     if not isinstance(quadrature, QuadratureConfig):
         raise ValueError(f"quadrature must be a jaxreplica.QuadratureConfig (got {type(quadrature).__name__})")
     if not isinstance(conditional, bool):
         raise ValueError(f"conditional must be True or False (got {conditional!r})")
     # A long session that compiled many chain structures gives their memory back here.
-    release_if_crowded((chain, init))
-    return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain), skip_conditional=not conditional)
+    release_if_crowded((chain, init, conditional_init))
+    return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain), skip_conditional=not conditional,
+                        conditional_init=conditional_init)
 
 
 def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig = DEFAULT):
@@ -319,14 +337,15 @@ def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig 
     return jnp.max(jnp.abs(stationarity_residual(chain, op, quadrature)(pack(op, chain))))
 
 
-def solve_layers(chain: Chain, method="vamp", *, init=None, **kwargs) -> LayerSolutions:
+def solve_layers(chain: Chain, method="vamp", *, init=None, conditional_init=None, **kwargs) -> LayerSolutions:
     """``H(T_l)/n_0`` and ``I(X; T_l)/n_0`` for every layer ``l`` of ``chain``.
 
     Each truncated chain ``T_0 -> ... -> T_l`` keeps its last layer's own noise if it has
     any and otherwise gets the noise of the full chain's last layer (the paper's
     convention: hidden layers noiseless, every ``H(T_l)`` measured with the same small
-    noise). ``init`` may be a previous ``LayerSolutions.fixed_points`` for warm starts;
-    other keyword arguments go to :func:`solve`.
+    noise). ``init`` may be a previous ``LayerSolutions.fixed_points`` for warm starts,
+    ``conditional_init`` its ``conditional_fixed_points``; other keyword arguments go to
+    :func:`solve`.
     """
     last_noise = chain.channels[-1].output_noise()
     sols = []
@@ -336,10 +355,12 @@ def solve_layers(chain: Chain, method="vamp", *, init=None, **kwargs) -> LayerSo
         # before the activation).
         noise = jnp.where(jnp.asarray(ch.output_noise()) > 0, ch.noise, last_noise) if l < chain.depth else None
         sub = chain.truncated(l, noise)
-        sols.append(solve(sub, method, init=None if init is None else init[l - 1], **kwargs))
+        sols.append(solve(sub, method, init=None if init is None else init[l - 1],
+                          conditional_init=None if conditional_init is None else conditional_init[l - 1], **kwargs))
     stack = lambda name: jnp.stack([getattr(s, name) for s in sols])
     return LayerSolutions(
         entropy=stack("entropy"), mutual_information=stack("mutual_information"), mmse=stack("mmse"),
         converged=stack("converged"), status=stack("status"), iterations=stack("iterations"),
         residual=stack("residual"), fixed_points=tuple(s.fixed_point for s in sols),
+        conditional_fixed_points=tuple(s.conditional_fixed_point for s in sols),
     )

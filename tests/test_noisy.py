@@ -105,6 +105,36 @@ def test_skipping_the_conditional_solve():
         jr.solve(chain(0.05), conditional="no")
 
 
+
+def test_conditional_solve_warm_starts_from_its_fixed_point():
+    """``Solution.conditional_fixed_point`` passed back as ``conditional_init``: a
+    neighbouring network's ``I(X; T_2)`` as from the multi-start; the start is used (a
+    NaN one does not converge, the entropy is unaffected); None where there is no
+    conditional chain."""
+    def chain(scale, hidden=0.01):
+        return jr.Chain(prior=jr.Normal(), layers=[
+            (jr.Gaussian(alpha=1.0, scale=scale), jr.HardTanh(noise=0.0, noise_after=hidden)),
+            (jr.Gaussian(alpha=1.0), jr.HardTanh(noise=0.0, noise_after=0.01))])
+    solve = jax.jit(jr.solve)
+    first = solve(chain(1.2))
+    point = first.conditional_fixed_point
+    assert isinstance(point, jr.OrderParameters) and np.all(np.isfinite(np.asarray(point.V)))
+    cold = solve(chain(1.25))
+    warm = solve(chain(1.25), init=first.fixed_point, conditional_init=point)
+    assert bool(cold.converged) and bool(warm.converged)
+    assert abs(float(warm.mutual_information) - float(cold.mutual_information)) < 1e-10
+    lost = jax.tree_util.tree_map(lambda v: jnp.full_like(v, jnp.nan), point)
+    broken = solve(chain(1.25), init=first.fixed_point, conditional_init=lost)
+    assert not bool(broken.converged) and np.isnan(float(broken.mutual_information))
+    assert abs(float(broken.entropy) - float(cold.entropy)) < 1e-10
+    assert jr.solve(chain(1.2, hidden=0.0)).conditional_fixed_point is None
+    layers = jr.solve_layers(chain(1.2))
+    assert layers.conditional_fixed_points[0] is None
+    again = jr.solve_layers(chain(1.25), init=layers.fixed_points, conditional_init=layers.conditional_fixed_points)
+    assert abs(float(again.mutual_information[1]) - float(cold.mutual_information)) < 1e-10
+    with pytest.raises(ValueError, match="conditional_init"):
+        jr.solve(chain(1.2), conditional_init=first.fixed_point.V)
+
 from conftest import load_reference  # noqa: E402
 from _independent import conditional_output_entropy  # noqa: E402
 

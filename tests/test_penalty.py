@@ -406,14 +406,21 @@ def test_design_target_information_figure2_hardtanh():
 # ----------------------------------------------------------------------------- lagged and noisy penalties
 
 
-def test_lagged_penalty_solves_every_k_calls_and_stays_close():
+@pytest.mark.parametrize("noisy", [False, True], ids=["hardtanh", "noisy-linear"])
+def test_lagged_penalty_solves_every_k_calls_and_stays_close(noisy):
     """solve_every=3: calls 0, 3, 6 solve (iterations > 0), the others reuse the last fixed
-    point; the lagged value is within second order of the solved one while the singular
-    values drift, and equal to it at the calls that solve."""
+    point (and, for a noisy network, the conditional chain's); the lagged value is
+    within second order of the solved one while the singular values drift, and equal to
+    it at the calls that solve."""
     data = jd.teacher_student(jax.random.key(0), 12, 4, samples_per_dim=2)
-    net = build_network([12, 8, 4], ["hardtanh", "linear"], [True, False], key=jax.random.key(1))
-    S0 = jt.singular_values(net, 1)
-    every = jt.InformationPenalty.for_network(net, data, {1: 1.0}, tol=1e-12)
+    if noisy:
+        net = build_network([12, 12, 8, 4], ["linear"] * 3, [True, True, False], key=jax.random.key(1))
+        layer, settings = 2, {"hidden_noise": 0.05, "last_noise": 0.01, "noise_position": "after"}
+    else:
+        net = build_network([12, 8, 4], ["hardtanh", "linear"], [True, False], key=jax.random.key(1))
+        layer, settings = 1, {}
+    S0 = jt.singular_values(net, layer)
+    every = jt.InformationPenalty.for_network(net, data, {layer: 1.0}, tol=1e-12, **settings)
     lagged = dataclasses.replace(every, solve_every=3)
     _, st_every = every(S0, None)
     _, st_lag = lagged(S0, None)
@@ -434,6 +441,8 @@ def test_lagged_penalty_solves_every_k_calls_and_stays_close():
         dataclasses.replace(every, solve_every=0)
     with pytest.raises(ValueError, match="solve_every > 1 needs"):
         dataclasses.replace(every, solve_every=2, gradient="implicit")
+    if noisy:
+        assert not np.allclose(np.asarray(st_lag.conditional_points[0].V), np.asarray(st_every.conditional_points[0].V))
 
 
 @pytest.mark.slow
@@ -456,3 +465,42 @@ def test_penalty_of_a_noisy_linear_network_is_the_exact_information_and_gradient
     _assert_gradient(grad, S, f, [(0, 0), (0, 3), (1, 1), (1, 5)], rtol=1e-5)
     with pytest.raises(ValueError, match="generative"):
         jt.InformationPenalty.for_network(net, _recognition(), {1: 1.0}, hidden_noise=0.1)
+
+
+def test_penalty_of_a_noisy_network_warm_starts_its_conditional_chain():
+    """The state keeps the conditional chain's fixed point of a noisy network's layer
+    (None for a noiseless one); a warm call after a step gives the cold value there."""
+    data = jd.teacher_student(jax.random.key(0), 10, 4, samples_per_dim=2)
+    net = build_network([10, 10, 10, 4], ["linear", "linear", "linear"], [True, True, False], key=jax.random.key(2))
+    pen = jt.InformationPenalty.for_network(net, data, {1: 1.0, 2: 1.0}, hidden_noise=0.05, last_noise=0.01,
+                                            noise_position="after", tol=1e-12)
+    S = jt.singular_values(net, 2)
+    _, state = pen(S, None)
+    assert state.conditional_points[0] is None  # T_1: no noisy layer before it
+    assert isinstance(state.conditional_points[1], jr.OrderParameters)
+    moved = [s * 1.02 for s in S]
+    warm, after = pen(moved, state)
+    cold, _ = pen(moved, None)
+    assert bool(np.all(np.asarray(after.converged))) and abs(float(warm) - float(cold)) < 1e-10
+    assert not np.allclose(np.asarray(after.conditional_points[1].V), np.asarray(state.conditional_points[1].V))
+
+
+@pytest.mark.slow
+def test_envelope_gradient_of_a_noisy_hardtanh_network():
+    """Noise before and after both hardtanh layers: the envelope gradient (the potentials
+    of the chain and of its conditional chain at their fixed points) matches finite
+    differences of solved values and the implicit gradient."""
+    data = jd.teacher_student(jax.random.key(0), 10, 4, samples_per_dim=2)
+    net = build_network([10, 10, 10, 4], ["hardtanh", "hardtanh", "linear"], [True, True, False],
+                        key=jax.random.key(2))
+    settings = {"hidden_noise": 0.05, "last_noise": 0.01, "noise_position": "both", "tol": 1e-12}
+    pen = jt.InformationPenalty.for_network(net, data, {2: 1.0}, **settings)
+    implicit = dataclasses.replace(pen, gradient="implicit")
+    S = jt.singular_values(net, 2)
+    _, state = pen(S, None)
+    grad = jax.grad(lambda s: pen(s, state)[0])(S)
+    f = lambda s: float(jr.solve(pen.chain(pen.spectra(s), 2), tol=1e-12).mutual_information)  # noqa: E731
+    _assert_gradient(grad, S, f, [(0, 0), (0, 4), (1, 3), (1, 9)], rtol=1e-5)
+    exact = jax.grad(lambda s: implicit(s, state)[0])(S)
+    for a, b in zip(grad, exact):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-7)

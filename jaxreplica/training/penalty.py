@@ -16,10 +16,11 @@ order parameters ``q`` at the fixed point ``q*(S)``, so (envelope theorem)::
     dP/dS = sum_l beta_l * [ d/dS phi(q*, chain_l(S)) + d/dS talpha_l I_last(0, trho_l(S)) ]   at fixed q*
 
 which costs one gradient of ``phi`` per penalised layer (``gradient="envelope"``, the
-default). ``gradient="implicit"`` differentiates ``solve`` itself, whose fixed point
-is an implicit function of the chain (the engine's ``custom_jvp``). The solve always
-runs on ``stop_gradient``-ed inputs, warm-started from the fixed points kept in a
-:class:`PenaltyState`.
+default; with noisy hidden layers also one of ``phi_c``, the conditional chain's
+potential: ``I(X; T_l) = phi* - (n_1/n_0) phi_c*``). ``gradient="implicit"``
+differentiates ``solve`` itself, whose fixed point is an implicit function of the chain
+(the engine's ``custom_jvp``). The solve always runs on ``stop_gradient``-ed inputs,
+warm-started from the fixed points kept in a :class:`PenaltyState`.
 
 **Failed solves.** Inside ``jit`` nothing raises. A layer whose solve does not converge
 contributes no gradient for that call: its term is replaced by its last converged
@@ -86,17 +87,19 @@ class PenaltyState:
 
     * ``fixed_points``: tuple of ``OrderParameters``, the last *converged* fixed point of
       each layer's chain (a non-converged solve keeps the previous one);
+    * ``conditional_points``: likewise for the conditional chain of each layer whose
+      ``I(X; T_l)`` goes through one (noisy hidden layers), None for the others;
     * ``mutual_information``: ``(n,)`` last converged ``I(X; T_l)/n_0`` (NaN if none yet);
     * ``converged``: ``(n,)`` whether the last solve of each layer converged;
     * ``iterations``: ``(n,)`` solver iterations of the last solve (0 where it was skipped);
-    * ``calls``: evaluations so far (with ``solve_every = k``, call ``c`` solves when ``c``
-      is a multiple of ``k``);
+    * ``calls``: evaluations so far (``solve_every = k``: call ``c`` solves if ``k`` divides ``c``);
     * ``weights``: ``(n,)`` the penalty's ``beta_l``. Warm calls take them from here, so
       that a compiled training step does not depend on their values: penalties that
       differ only in ``beta`` share one program (and the persistent compilation cache).
     """
 
     fixed_points: tuple
+    conditional_points: tuple
     mutual_information: jax.Array
     converged: jax.Array
     iterations: jax.Array
@@ -132,17 +135,16 @@ class InformationPenalty:
     * ``activations``: their activations (``linear``, ``relu``, ``hardtanh``, ``probit``);
     * ``last_noise``: noise variance of the measured layer;
     * ``hidden_noise``: noise variance of the network layers before it (default 0: then
-      ``I(X; T_l) = I(T_l; T_{l-1})``; above 0, ``I(X; T_l)`` of the noisy network through
-      its conditional chain, differentiated implicitly whatever ``gradient`` says);
+      ``I(X; T_l) = I(T_l; T_{l-1})``; above 0, ``I(X; T_l)`` of the noisy network, via its conditional chain);
     * ``noise_position``: ``"before"`` the activation (default), ``"after"`` or ``"both"``;
     * ``tol``, ``max_iter``, ``method``: passed to ``jaxreplica.solve`` (a named method
       without the coarse survey: :func:`jaxreplica.schemes.for_training`);
     * ``gradient``: ``"envelope"`` (default) or ``"implicit"``;
     * ``solve_every``: solve the fixed points at every ``k``-th call only (default 1:
       every call). In between, the value and gradient are the potential's at the last
-      fixed point and the current singular values (the envelope formula at a point that
-      lags behind by fewer than ``k`` optimizer steps: its error is second order in the
-      fixed point's drift). Needs ``gradient="envelope"`` and noiseless hidden layers.
+      fixed points and the current singular values (the envelope formula at points that
+      lag behind by fewer than ``k`` optimizer steps: its error is second order in the
+      fixed points' drift). Needs ``gradient="envelope"``.
 
     Calling it, ``penalty(singular_values, state)``, returns ``(P, new_state)``
     (:func:`information_penalty`); it is pure, jittable, and differentiable in the
@@ -208,8 +210,8 @@ class InformationPenalty:
         every = self.solve_every
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
             raise ValueError(f"solve_every must be a positive integer, got {every!r}")
-        if every > 1 and (self.gradient != "envelope" or self.hidden_noise > 0):
-            raise ValueError("solve_every > 1 needs gradient='envelope' and hidden_noise=0")
+        if every > 1 and self.gradient != "envelope":
+            raise ValueError("solve_every > 1 needs gradient='envelope'")
         for g in self.generative:
             if g.noise is None:
                 raise ValueError("generative layers must carry their own noise")
@@ -343,42 +345,42 @@ def information_penalty(singular_values: Sequence[jax.Array], penalty: Informati
     lagged = state is not None and penalty.solve_every > 1
     due = calls % penalty.solve_every == 0  # this call solves (lagged penalty)
     for i, layer in enumerate(penalty.layers):
-        init = None if state is None else state.fixed_points[i]
+        start = (None, None) if state is None else (state.fixed_points[i], state.conditional_points[i])
         frozen_chain = jax.lax.stop_gradient(penalty.chain(spectra, layer))
 
-        def solved(chain=frozen_chain, init=init):
-            sol = solve(chain, scheme, init=init, tol=penalty.tol, max_iter=penalty.max_iter,
-                        conditional=noisy)
-            return sol.fixed_point, sol.converged & jnp.isfinite(information(sol)), sol.iterations.astype(jnp.int32)
+        def solved(chain=frozen_chain, start=start):
+            sol = solve(chain, scheme, init=start[0], tol=penalty.tol, max_iter=penalty.max_iter,
+                        conditional=noisy, conditional_init=start[1])
+            return ((sol.fixed_point, sol.conditional_fixed_point), sol.converged & jnp.isfinite(information(sol)),
+                    sol.iterations.astype(jnp.int32))
 
         if lagged:
-            skip = lambda init=init: (init, jnp.asarray(True), jnp.zeros((), jnp.int32))  # noqa: E731
-            op, ok, iterations = jax.lax.cond(due, solved, skip)
+            skip = lambda start=start: (start, jnp.asarray(True), jnp.zeros((), jnp.int32))  # noqa: E731
+            found, ok, iterations = jax.lax.cond(due, solved, skip)
         else:
-            op, ok, iterations = solved()
-        op = jax.lax.stop_gradient(op)
-        keep = init if init is not None else _fallback_point(op)
-        point = tree_where(ok, op, keep)
+            found, ok, iterations = solved()
+        point, cpoint = (None if new is None else tree_where(ok, new, _fallback_point(new) if old is None else old)
+                         for new, old in zip(jax.lax.stop_gradient(found), start))
         gated = [_gate(s, ok) for s in spectra[:layer]]
         chain = penalty.chain(gated, layer)
-        if penalty.gradient == "envelope" and not noisy:
-            _, value = envelope_quantities(chain, point)
+        if penalty.gradient == "envelope":
+            _, value = envelope_quantities(chain, point, cpoint)
         else:
             # the engine's implicit derivative (custom_jvp); from the converged point the
             # iteration stops at once, so this adds one sweep and the tangent solve.
-            value = information(solve(chain, scheme, init=point, tol=penalty.tol,
-                                      max_iter=penalty.max_iter, conditional=noisy))
+            value = information(solve(chain, scheme, init=point, tol=penalty.tol, max_iter=penalty.max_iter,
+                                      conditional=noisy, conditional_init=cpoint))
         prev = jnp.asarray(jnp.nan) if state is None else state.mutual_information[i]
         stale = jnp.where(jnp.isfinite(prev), prev, 0.0)
         term = jnp.where(ok, value, jax.lax.stop_gradient(stale))
         total = total + weights[i] * term
-        fixed.append(point)
+        fixed.append((point, cpoint))
         mis.append(jnp.where(ok, jax.lax.stop_gradient(value), prev))
         convs.append(ok)
         iters.append(jnp.asarray(iterations, jnp.int32))
-    new_state = PenaltyState(fixed_points=tuple(fixed), mutual_information=jnp.stack(mis),
-                             converged=jnp.stack(convs), iterations=jnp.stack(iters), calls=calls + 1,
-                             weights=weights)
+    new_state = PenaltyState(fixed_points=tuple(p for p, _ in fixed), conditional_points=tuple(c for _, c in fixed),
+                             mutual_information=jnp.stack(mis), converged=jnp.stack(convs),
+                             iterations=jnp.stack(iters), calls=calls + 1, weights=weights)
     return total, new_state
 
 

@@ -161,6 +161,7 @@ class Tracker:
         self.activations = list(activations)
         self.tracking = tracking
         self.init = [None] * len(alphas)
+        self.conditional_init = [None] * len(alphas)
 
     def chain(self, spectra: Sequence[np.ndarray], l: int):
         net = [SpectralLayer(np.asarray(spectra[k], np.float64), self.alphas[k], self.activations[k])
@@ -181,7 +182,8 @@ class Tracker:
             try:
                 chain = self.chain(spectra, l)
                 solve = _jitted_solve(t.method, int(t.max_iter), t.quadrature)
-                sol = solve(chain, tol=t.tol, init=self.init[l - 1], conditional=self._reads_conditional(l))
+                sol = solve(chain, tol=t.tol, init=self.init[l - 1], conditional=self._reads_conditional(l),
+                            conditional_init=self.conditional_init[l - 1])
                 conv[l - 1] = bool(np.asarray(sol.converged))
                 iters[l - 1] = int(np.asarray(sol.iterations))
                 entropy = float(np.asarray(sol.entropy))
@@ -198,6 +200,7 @@ class Tracker:
                 if why:
                     failures.append((l, why))
                 self.init[l - 1] = sol.fixed_point
+                self.conditional_init[l - 1] = sol.conditional_fixed_point
             except Exception as err:  # noqa: BLE001  (a failed step is recorded in the history, training goes on)
                 failures.append((l, f"{type(err).__name__}: {err}"))
         return h, mi, conv, iters, failures
