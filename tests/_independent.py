@@ -88,6 +88,8 @@ def _window(lo, hi, mean, var):
     """``P(lo < y < hi)`` for ``y ~ N(mean, var)``."""
     from scipy.stats import norm
 
+    if var == 0:  # a point mass at the mean
+        return float(lo < mean < hi)
     sd = np.sqrt(var)
     return norm.cdf((hi - mean) / sd) - norm.cdf((lo - mean) / sd)
 
