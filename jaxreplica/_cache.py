@@ -59,7 +59,7 @@ def configure() -> pathlib.Path | None:
 # for a two-layer solver program. Linux limits the mappings of a process
 # (vm.max_map_count, 65530 by default) and a process at the limit fails inside LLVM
 # ("LLVM compilation error: Cannot allocate memory"), after some sixty chain structures:
-# a long notebook session can get there. jax.clear_caches() gives the mappings back.
+# a long-running notebook kernel can get there. jax.clear_caches() gives the mappings back.
 CROWDED = 0.75  # share of the limit at which the in-memory programs are released
 _EVENTS = ("/jax/core/compile/backend_compile_duration", "/jax/compilation_cache/cache_retrieval_time_sec")
 _new_programs = False  # a program was compiled or loaded since the last look

@@ -325,7 +325,7 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         raise ValueError(f"quadrature must be a jaxreplica.QuadratureConfig (got {type(quadrature).__name__})")
     if not isinstance(conditional, bool):
         raise ValueError(f"conditional must be True or False (got {conditional!r})")
-    # A long session that compiled many chain structures gives their memory back here.
+    # A process that compiled many chain structures gives their memory back here.
     release_if_crowded((chain, init, conditional_init))
     return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain), skip_conditional=not conditional,
                         conditional_init=conditional_init)
