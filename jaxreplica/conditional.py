@@ -25,7 +25,7 @@ from jaxreplica.channel import Channel
 from jaxreplica.priors import Prior
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 
-__all__ = ["RandomField", "conditional_chain"]
+__all__ = ["RandomField", "conditional_chain", "per_input"]
 
 
 @pytree
@@ -68,3 +68,9 @@ def conditional_chain(chain: Chain) -> Chain:
         raise ValueError("a one-layer chain has no conditional chain: H(T_1 | X) is the noise's entropy")
     _, trho = chain.moments()
     return Chain(prior=RandomField(channel=chain.channels[0], rho=trho[0]), layers=chain.layers[1:])
+
+
+def per_input(chain: Chain, value):
+    """``H(T_L | X)/n_0`` from the conditional chain's entropy per component ``value``
+    (``n_1/n_0`` times it)."""
+    return chain.ensembles[0].alpha * value

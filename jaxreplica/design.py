@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from jaxreplica._struct import pytree, tree_where
-from jaxreplica.conditional import conditional_chain
+from jaxreplica.conditional import conditional_chain, per_input
 from jaxreplica.potential import noise_entropy, phi
 from jaxreplica.solvers import solve
 
@@ -52,7 +52,7 @@ def envelope_quantities(chain, fixed_point, conditional_fixed_point=None):
     if conditional_fixed_point is None:
         return h, h + noise_entropy(chain)
     point = jax.lax.stop_gradient(conditional_fixed_point)
-    return h, h - chain.ensembles[0].alpha * phi(point, conditional_chain(chain))
+    return h, h - per_input(chain, phi(point, conditional_chain(chain)))
 
 
 

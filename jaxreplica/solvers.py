@@ -23,7 +23,7 @@ import numpy as np
 from jax import custom_batching
 
 from jaxreplica.chain import Chain
-from jaxreplica.conditional import conditional_chain
+from jaxreplica.conditional import conditional_chain, per_input
 from jaxreplica.iteration import IterationResult
 from jaxreplica.multistart import layout, run_starts
 from jaxreplica.potential import OrderParameters, noise_entropy, phi
@@ -223,7 +223,7 @@ def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidd
     found = _batched_conditional_search(cfg)(*jax.lax.stop_gradient((chain, scheme, init)))
     x, value = at_stationary_point(cchain, found.x, found.value, found.template, cfg)
     quiet = chain.hidden_noiseless()
-    entropy = jnp.where(quiet, closed, chain.ensembles[0].alpha * value)
+    entropy = jnp.where(quiet, closed, per_input(chain, value))
     op = _nan_where(quiet, unpack(x, cchain, found.template))
     return entropy, jnp.where(quiet, Status.CONVERGED, found.status).astype(jnp.int32), op
 
