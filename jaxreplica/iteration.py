@@ -11,8 +11,9 @@ messages, in four pieces that each do one thing:
 * **restarts** (:func:`_restart`): an evaluation that failed, or a residual that grew,
   clears the memory so that the next step is a plain one;
 * **termination** (:func:`_change`, :func:`iterate`): the relative change of every order
-  parameter between two good evaluations below ``tol``, or the iteration cap, or two
-  failed evaluations in a row.
+  parameter between two good evaluations, or of every message between the point
+  evaluated and its image, below ``tol``; or the iteration cap, or two failed
+  evaluations in a row.
 
 One evaluation of the sweep per iteration, with no branch (under ``vmap`` both sides of
 a branch would run).
@@ -48,9 +49,12 @@ class IterationResult:
       iterations: sweeps evaluated.
       converged: the change fell below ``tol`` with finite order parameters.
       failed: two evaluations in a row (or the first one) were not finite.
-      change: the last relative change (NaN once failed).
+      change: the last relative change, the smaller of the order parameters' and the
+        messages' (NaN once failed).
       potential: the potential the sweep reported at its last good evaluation (NaN
         for sweeps that report none).
+      history: Anderson's memory at the end (its last differences), from which a
+        second stage on a nearby map can start.
     """
 
     messages: jax.Array
@@ -61,6 +65,7 @@ class IterationResult:
     failed: jax.Array
     change: jax.Array
     potential: jax.Array
+    history: "_Memory"
 
 
 @pytree
@@ -157,7 +162,8 @@ def finite(op: OrderParameters):
 MERGE = 1e-3  # a start whose messages come this close (relative) to a known fixed point joins it
 
 
-def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = True, known=None) -> IterationResult:
+def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = True, known=None,
+            history=None) -> IterationResult:
     """Iterate ``state -> sweep(state)`` to a fixed point.
 
     ``known = (messages, valid)``, the log-messages ``(K, n)`` of fixed points other
@@ -169,10 +175,17 @@ def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = Tr
       sweep: ``state -> (state, OrderParameters, potential)`` on positive messages.
       state0: the initial messages (a pytree of positive arrays).
       depth: the number of layers (the order parameters' length).
-      tol: the relative change of every order parameter at which to stop.
+      tol: the relative change at which to stop: of every order parameter between two
+        evaluations, or of every message between the point evaluated and its image
+        (a point whose image is within ``tol`` is a fixed point to that precision
+        already; with an accelerated step the order parameters' change would only
+        say so one evaluation later).
       max_iter: iteration cap (static).
       accelerate: Anderson acceleration on (the fixed-point scheme runs without it:
         extrapolating its ``theta`` roots jumps between branches).
+      history: an ``IterationResult.history`` of a map close to ``sweep`` (the same
+        iteration with coarser rules) to start Anderson's memory from: its
+        differences stand in for the first steps' until this map's own replace them.
     """
     flat0, unravel = jax.flatten_util.ravel_pytree(state0)
     x0 = jnp.log(jnp.maximum(flat0, TINY))
@@ -197,7 +210,11 @@ def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = Tr
         take_acc = accelerate & usable
         # After a failed evaluation, go back to the last good image.
         x_next = jnp.where(ok, jnp.where(take_acc, x_acc, g), c.g)
-        change = jnp.where(ok, jnp.where(c.have, _change(op, c.op), jnp.inf), c.change)
+        # f is the log-messages' change from the point evaluated to its image (counted
+        # only where every message is finite).
+        resid = jnp.max(jnp.where(jnp.isfinite(f), jnp.abs(f), jnp.inf))
+        moved = jnp.minimum(jnp.where(c.have, _change(op, c.op), jnp.inf), resid)
+        change = jnp.where(ok, moved, c.change)
         streak = jnp.where(ok, 0, c.streak + 1)
         gave_up = jnp.isnan(change) | (streak >= 2) | (~ok & ~c.have)
         merged = c.merged
@@ -214,7 +231,8 @@ def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = Tr
         )
 
     carry = _Carry(
-        x=x0, g=x0, f=jnp.zeros_like(x0), op=nan_op, potential=jnp.asarray(jnp.nan), memory=_Memory.empty(x0.shape[0]),
+        x=x0, g=x0, f=jnp.zeros_like(x0), op=nan_op, potential=jnp.asarray(jnp.nan),
+        memory=_Memory.empty(x0.shape[0]) if history is None else history,
         have=jnp.asarray(False), best=jnp.asarray(jnp.inf), last=jnp.asarray(jnp.inf), it=jnp.asarray(0),
         change=jnp.asarray(jnp.inf), streak=jnp.asarray(0), merged=jnp.asarray(-1),
     )
@@ -222,4 +240,5 @@ def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = Tr
     failed = out.change == FAILED
     converged = ~failed & (out.change <= tol) & finite(out.op)
     return IterationResult(messages=out.g, merged=out.merged, op=out.op, iterations=out.it, converged=converged,
-                           failed=failed, change=jnp.where(failed, jnp.nan, out.change), potential=out.potential)
+                           failed=failed, change=jnp.where(failed, jnp.nan, out.change), potential=out.potential,
+                           history=out.memory)

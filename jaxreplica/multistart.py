@@ -32,31 +32,37 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> 
 
     With ``survey`` (the multi-start), each start first runs with the coarse rules
     (``cfg.coarse()``, several times cheaper), to ``SURVEY_TOL``, and then from that end
-    point with the given rules to the scheme's tolerance: the many iterations of the way
-    into a basin cost little, the fixed point and everything computed from it are those
-    of the given rules. One after the other, a start that runs into the basin of a
+    point, with the survey's Anderson memory, with the given rules to the scheme's
+    tolerance: the many iterations of the way into a basin cost little, the fixed point
+    and everything computed from it are those of the given rules. One after the other, a start that runs into the basin of a
     fixed point an earlier start converged to stops there and takes that start's result
     (most chains have one stationary point, which every start would otherwise approach
     to full precision), in the survey and in the refinement. A start whose survey did
     not converge is refined from its own initial point. Iterations are counted over
     both stages."""
     fine = lambda st: scheme.sweep(st, chain, cfg, trho)
-    run = lambda sweep, st, tol, known=None: iterate(sweep, st, chain.depth, tol, scheme.max_iter, scheme.accelerate,
-                                                     known=known)
+    run = lambda sweep, st, tol, known=None, history=None: iterate(
+        sweep, st, chain.depth, tol, scheme.max_iter, scheme.accelerate, known=known, history=history)
     count = jax.tree_util.tree_leaves(starts)[0].shape[0]
     unravel = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))[1]
     if survey:
         coarse = lambda st: scheme.sweep(st, chain, cfg.coarse(), trho)
         survey_tol = jnp.maximum(scheme.tol, SURVEY_TOL)
 
-        def from_survey(res, st):
-            return tree_where(res.converged, unravel(jnp.exp(res.messages)), st)
+        def refined(res, st, known=None):
+            """The refinement of a start surveyed to ``res``: from the survey's end point
+            with its Anderson memory (the coarse map's last differences, which spare the
+            first full steps' plain ones), or from ``st`` afresh if the survey did not
+            converge."""
+            point = tree_where(res.converged, unravel(jnp.exp(res.messages)), st)
+            history = jax.tree_util.tree_map(lambda m: jnp.where(res.converged, m, jnp.zeros_like(m)), res.history)
+            return run(fine, point, scheme.tol, known, history)
 
     if layout(scheme) == "vmap":
         if not survey:
             return jax.vmap(lambda st: run(fine, st, scheme.tol))(starts)
         first = jax.vmap(lambda st: run(coarse, st, survey_tol))(starts)
-        second = jax.vmap(lambda res, st: run(fine, from_survey(res, st), scheme.tol))(first, starts)
+        second = jax.vmap(refined)(first, starts)
         return second.replace(iterations=first.iterations + second.iterations)
 
     def scan_starts(one, init_starts):
@@ -86,7 +92,7 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> 
 
         def refine(i, st, known):
             res = jax.tree_util.tree_map(lambda x: x[i], first)
-            return jax.lax.cond(skip[i], lambda: placeholder, lambda: run(fine, from_survey(res, st), scheme.tol, known))
+            return jax.lax.cond(skip[i], lambda: placeholder, lambda: refined(res, st, known))
 
         results = scan_starts(refine, starts)
         own = jnp.where(results.merged >= 0, results.merged, index)

@@ -61,8 +61,9 @@ def _moments_arrays(moments):
 
 
 class _Scheme:
-    """Shared fields and validation. ``tol``: the relative change of every order
-    parameter at which an iteration stops; ``max_iter``: the cap (a start that reaches
+    """Shared fields and validation. ``tol``: the relative change at which an
+    iteration stops (of every order parameter between two evaluations, or of every
+    message between the point evaluated and its image); ``max_iter``: the cap (a start that reaches
     it is not converged); ``polish_steps``: Newton steps on the stationarity conditions
     after the iteration (each costs a Hessian of ``phi``); ``layout``: how the starts
     run, ``"map"`` one after the other (the cost is the sum of their iterations: best

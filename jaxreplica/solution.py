@@ -118,8 +118,9 @@ class Solution:
       status: a :class:`Status` code saying why a result is not converged.
       iterations: iterations of the selected start.
       residual: with ``polish_steps > 0``, the largest ``|d phi/d log(order
-        parameter)|`` at the returned point; otherwise the largest relative change of
-        an order parameter in the last iteration.
+        parameter)|`` at the returned point; otherwise the iteration's last relative
+        change (of the order parameters between its last two evaluations, or of the
+        messages between the last point and its image, whichever is smaller).
       start_potentials: ``phi`` reached from each start (NaN where it did not converge).
       branches: every start's end point (:class:`Branches`).
     """

@@ -296,8 +296,10 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
       init: a previous ``Solution.fixed_point`` to warm-start from (then only that
         start is run); by default the scheme's multi-start.
       tol, max_iter, polish_steps: override the scheme's fields (defaults ``1e-11``,
-        ``3000``, ``0``): the relative change of every order parameter at which an
-        iteration stops, the iteration cap, Newton steps after the iteration.
+        ``3000``, ``0``): the relative change at which an iteration stops (of every
+        order parameter between two evaluations, or of every message between the
+        point evaluated and its image), the iteration cap, Newton steps after the
+        iteration.
       quadrature: sizes of the integration rules (static).
       conditional: where a hidden layer is noisy, ``I(X; T_L)`` needs ``H(T_L | X)``,
         the entropy of a second chain solved by its own multi-start; ``False`` skips
