@@ -34,10 +34,11 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> 
     (``cfg.coarse()``, several times cheaper), to ``SURVEY_TOL``, and then from that end
     point, with the survey's Anderson memory, with the given rules to the scheme's
     tolerance: the many iterations of the way into a basin cost little, the fixed point
-    and everything computed from it are those of the given rules. One after the other, a start that runs into the basin of a
-    fixed point an earlier start converged to stops there and takes that start's result
-    (most chains have one stationary point, which every start would otherwise approach
-    to full precision), in the survey and in the refinement. A start whose survey did
+    and everything computed from it are those of the given rules. One after the other,
+    a start that runs into the basin of a fixed point an earlier start converged to
+    stops there and takes that start's result (most chains have one stationary point,
+    which every start would otherwise approach to full precision), in the survey and in
+    the refinement. A start whose survey did
     not converge is refined from its own initial point. Iterations are counted over
     both stages."""
     fine = lambda st: scheme.sweep(st, chain, cfg, trho)
