@@ -206,14 +206,14 @@ def _nan_where(condition, tree):
     return tree_where(condition, jax.tree_util.tree_map(lambda v: jnp.full_like(v, jnp.nan), tree), tree)
 
 
-def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidden: bool, skip: bool = False,
-                         init: OrderParameters | None = None):
-    """``(H(T_L | X)/n_0, status, order parameters)``: closed form (the last layer's
-    noise; no order parameters) when every hidden layer is noiseless, else the entropy
-    of the conditional chain times ``n_1/n_0`` (:mod:`jaxreplica.conditional`),
+def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidden: bool, noise_term,
+                         skip: bool = False, init: OrderParameters | None = None):
+    """``(H(T_L | X)/n_0, status, order parameters)``: closed form (``-noise_term``, the
+    last layer's noise; no order parameters) when every hidden layer is noiseless, else
+    the entropy of the conditional chain times ``n_1/n_0`` (:mod:`jaxreplica.conditional`),
     differentiable like any solve, warm-started from ``init`` if given; with ``skip``,
     NaN instead of that solve."""
-    closed = -noise_entropy(chain, cfg)
+    closed = -noise_term
     converged = jnp.asarray(Status.CONVERGED, dtype=jnp.int32)
     if not noisy_hidden or chain.depth == 1:
         return closed, converged, None
@@ -237,8 +237,8 @@ def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bo
     x, potential = at_stationary_point(chain, found.x, found.value, found.template, cfg)
     op = unpack(x, chain, found.template)
     noise_term = noise_entropy(chain, cfg)
-    conditional, conditional_status, conditional_op = _conditional_entropy(chain, scheme, cfg, noisy_hidden,
-                                                                           skip_conditional, conditional_init)
+    conditional, conditional_status, conditional_op = _conditional_entropy(
+        chain, scheme, cfg, noisy_hidden, noise_term, skip_conditional, conditional_init)
     mi = potential - conditional
     # I(X; T_L) <= H(X) for a discrete input: a selected point above it is not a solution.
     above = mi > chain.prior.entropy() + BOUND_SLACK
