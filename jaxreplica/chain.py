@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 import jaxreplica.activations as activations
 from jaxreplica._struct import check, concrete, pytree
-from jaxreplica.channel import Channel
+from jaxreplica.channel import Channel, averages_by_quadrature
 from jaxreplica.ensembles import Empirical, Gaussian
 from jaxreplica.priors import Prior
 
@@ -97,14 +97,16 @@ class Chain:
             out = out | ens.invalid() | ch.invalid()
         return out | ~(jnp.asarray(self.channels[-1].output_noise()) > 0)
 
-    def averages_hidden_layers(self) -> bool:
+    def averages_hidden_layers(self, posterior_quadrature: bool = False) -> bool:
         """Whether a solver's sweep evaluates a hidden layer's averages by quadrature
         (static): at a hidden channel without closed forms, at a last channel with noise
         after its activation (its functions are the hidden ones at SNR
-        ``1/noise_after``), or at a prior that is a channel's output law."""
-        return (any(not ch.closed_form for ch in self.channels[:-1])
-                or self.channels[-1].output_averages_a_hidden_layer()
-                or self.prior.averages_a_hidden_layer())
+        ``1/noise_after``), or at a prior that is a channel's output law. With
+        ``posterior_quadrature``, only averages that integrate each posterior by
+        quadrature as well (smooth activations)."""
+        return (any(averages_by_quadrature(ch, posterior_quadrature) for ch in self.channels[:-1])
+                or self.channels[-1].output_averages_a_hidden_layer(posterior_quadrature)
+                or self.prior.averages_a_hidden_layer(posterior_quadrature))
 
     def hidden_noiseless(self):
         """True (as an array) when every layer but the last has zero noise."""

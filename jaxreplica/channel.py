@@ -32,7 +32,13 @@ from jaxreplica._struct import Validated
 from jaxreplica.priors import MMSE_FLOOR
 from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig
 
-__all__ = ["Channel"]
+__all__ = ["Channel", "averages_by_quadrature"]
+
+
+def averages_by_quadrature(channel, posterior_quadrature: bool = False) -> bool:
+    """Whether ``channel``'s hidden average is a quadrature (it has no closed form) or,
+    with ``posterior_quadrature``, one that integrates each posterior by quadrature too."""
+    return channel.posterior_quadrature if posterior_quadrature else not channel.closed_form
 
 
 class Channel(Validated):
@@ -51,6 +57,9 @@ class Channel(Validated):
     _rules = {"noise": "nonnegative", "noise_after": "nonnegative", "bias": "finite"}
     odd = False  # phi(-y) = -phi(y)
     closed_form = False  # every function in closed form (no quadrature rule used)
+    # A hidden layer's average integrates each posterior by quadrature too (four
+    # dimensions; its full rules cost tens of times the coarse ones).
+    posterior_quadrature = False
 
     @property
     def shift(self):
@@ -119,10 +128,11 @@ class Channel(Validated):
         free, ahat, _ = self._hidden(1.0 / d, V, rho, cfg)
         return free - 0.5 * (LOG_2PI + 1.0 + jnp.log(d)), ahat
 
-    def output_averages_a_hidden_layer(self) -> bool:
+    def output_averages_a_hidden_layer(self, posterior_quadrature: bool = False) -> bool:
         """Whether :meth:`output_functions` is a hidden layer's average by quadrature (noise
-        after an activation without closed forms); static."""
-        return self.noise_after is not None and not self.closed_form
+        after an activation without closed forms); with ``posterior_quadrature``, one
+        whose posteriors are integrated by quadrature as well. Static."""
+        return self.noise_after is not None and averages_by_quadrature(self, posterior_quadrature)
 
     def output_free_entropy(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         return self.output_functions(V, rho, cfg)[0]

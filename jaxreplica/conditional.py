@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from jaxreplica._struct import pytree
 from jaxreplica.chain import Chain
-from jaxreplica.channel import Channel
+from jaxreplica.channel import Channel, averages_by_quadrature
 from jaxreplica.priors import Prior
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 
@@ -46,8 +46,8 @@ class RandomField(Prior):
     def second_moment(self):
         return self.channel.second_moment(self.rho)
 
-    def averages_a_hidden_layer(self) -> bool:
-        return not self.channel.closed_form
+    def averages_a_hidden_layer(self, posterior_quadrature: bool = False) -> bool:
+        return averages_by_quadrature(self.channel, posterior_quadrature)
 
     def teacher_average(self, A, cfg: QuadratureConfig = DEFAULT):
         """The channel's reduced hidden free entropy and ``Vhat`` at ``V = 0``."""

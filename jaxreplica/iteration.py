@@ -13,7 +13,10 @@ messages, in four pieces that each do one thing:
 * **termination** (:func:`_change`, :func:`iterate`): the relative change of every order
   parameter between two good evaluations, or of every message between the point
   evaluated and its image, below ``tol``; or the iteration cap, or two failed
-  evaluations in a row.
+  evaluations in a row;
+* **chord steps** (:func:`chord`): an iteration may be told the Jacobian of a nearby map
+  (measured by ``probe`` at the end of another iteration) and then steps by
+  ``(I - J)^-1`` times the residual, a Newton step with that fixed Jacobian.
 
 One evaluation of the sweep per iteration, with no branch (under ``vmap`` both sides of
 a branch would run).
@@ -55,6 +58,8 @@ class IterationResult:
         for sweeps that report none).
       history: Anderson's memory at the end (its last differences), from which a
         second stage on a nearby map can start.
+      jacobian: with ``probe``, the map's Jacobian in the log-messages at the last point
+        evaluated, by forward differences (NaN where it was not measured).
     """
 
     messages: jax.Array
@@ -66,6 +71,7 @@ class IterationResult:
     change: jax.Array
     potential: jax.Array
     history: "_Memory"
+    jacobian: jax.Array
 
 
 @pytree
@@ -105,6 +111,9 @@ class _Carry:
     change: jax.Array
     streak: jax.Array  # failed evaluations in a row
     merged: jax.Array  # index of the known fixed point reached, -1 if none
+    chord: jax.Array  # steps are preconditioned by the chord matrix
+    probe: jax.Array  # the Jacobian column being measured, -1 before the probes begin
+    jacobian: jax.Array
 
 
 def _spd_solve(M, b):
@@ -160,10 +169,24 @@ def finite(op: OrderParameters):
 
 
 MERGE = 1e-3  # a start whose messages come this close (relative) to a known fixed point joins it
+PROBE_STEP = 1e-6  # forward-difference step of the Jacobian probes, in log-messages
+CHORD_LIMIT = 1e3  # a chord matrix with a larger entry (a near-singular I - J) is not used
+CHORD_RATE = 0.5  # chord steps stop unless each one at least halves the residual
+
+
+def chord(jacobian):
+    """``(I - J)^-1`` for a measured Jacobian ``J`` of the map: Newton's matrix for the
+    fixed-point equation ``G(x) = x``, held fixed (a chord method). The identity (plain
+    steps) where ``J`` was not measured or ``I - J`` is close to singular (near a
+    spinodal the Jacobian of a nearby map says too little about this one's)."""
+    n = jacobian.shape[0]
+    inverse = jnp.linalg.inv(jnp.eye(n) - jnp.where(jnp.isfinite(jacobian), jacobian, 0.0))
+    usable = jnp.all(jnp.isfinite(jacobian)) & jnp.all(jnp.abs(inverse) < CHORD_LIMIT)
+    return jnp.where(usable, inverse, jnp.eye(n))
 
 
 def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = True, known=None,
-            history=None) -> IterationResult:
+            history=None, probe: bool = False, precondition=None) -> IterationResult:
     """Iterate ``state -> sweep(state)`` to a fixed point.
 
     ``known = (messages, valid)``, the log-messages ``(K, n)`` of fixed points other
@@ -186,10 +209,25 @@ def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = Tr
       history: an ``IterationResult.history`` of a map close to ``sweep`` (the same
         iteration with coarser rules) to start Anderson's memory from: its
         differences stand in for the first steps' until this map's own replace them.
+      probe: (static) once converged (and not merged), evaluate the map at ``n`` more
+        points, one log-message moved by ``PROBE_STEP`` each, for
+        ``IterationResult.jacobian``. These evaluations are not counted in
+        ``iterations`` and change nothing else in the result.
+      precondition: an ``(n, n)`` matrix ``P`` (:func:`chord` of a nearby map's
+        Jacobian): the iteration is then the same one on ``x -> x + P (G(x) - x)``,
+        which has the same fixed points and, with ``P`` near Newton's matrix, converges
+        in a few steps. ``history`` is carried over to it. A step that does not halve
+        the residual (``CHORD_RATE``) drops ``P`` for the rest of the iteration.
     """
     flat0, unravel = jax.flatten_util.ravel_pytree(state0)
     x0 = jnp.log(jnp.maximum(flat0, TINY))
+    n = x0.shape[0]
     nan_op = OrderParameters(*(jnp.full((depth,), jnp.nan) for _ in range(5)))
+    P = precondition
+    if history is not None and P is not None:
+        # the memory's differences as the preconditioned map's: dF -> P dF, dG = dx + dF -> dx + P dF
+        pdF = history.dF @ P.T
+        history = history.replace(dF=pdF, dG=history.dG - history.dF + pdF)
 
     def G(x):
         state, op, potential = sweep(unravel(jnp.exp(x)))
@@ -198,18 +236,33 @@ def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = Tr
         return jnp.log(jnp.maximum(flat, TINY)), op, potential, ok
 
     def cond(c: _Carry):
-        return (c.it < max_iter) & (c.change > tol)
+        iterating = (c.it < max_iter) & (c.change > tol)
+        return iterating | ((c.probe >= 0) & (c.probe < n)) if probe else iterating
 
-    def body(c: _Carry):
-        g, op, potential, ok = G(c.x)
+    def step(c: _Carry, g, op, potential, ok):
+        """One iteration from the evaluation ``(g, op, potential, ok)`` at ``c.x``."""
         f = g - c.x
         norm = jnp.linalg.norm(f)
         restart = _restart(ok, norm, c.best, c.last)
-        memory = c.memory.updated(ok & c.have & ~restart, restart, f - c.f, g - c.g)
-        x_acc, usable = _anderson(memory, c.x, g, f)
+        # The residual and image the step is taken from (and the previous ones): f and g,
+        # or with a chord matrix the preconditioned map's (the previous ones from c.g, c.f).
+        chording, fp, fp_last, gp, gp_last = c.chord, f, c.f, g, c.g
+        if precondition is not None:
+            # Chord steps near a fixed point shrink the residual many times over; where
+            # one does not halve it (the nearby map's Jacobian does not describe this one
+            # here), they stop, and the memory (of the chord map's differences) is cleared.
+            drop = c.chord & ok & (restart | (c.have & (norm > CHORD_RATE * c.last)))
+            chording = c.chord & ~drop
+            restart = restart | drop
+            chorded = lambda r: jnp.where(chording, jnp.clip(P @ r, -REACH, REACH), r)  # noqa: E731
+            fp, fp_last = chorded(f), chorded(c.f)
+            gp = jnp.where(chording, c.x + fp, g)
+            gp_last = jnp.where(chording, c.g - c.f + fp_last, c.g)
+        memory = c.memory.updated(ok & c.have & ~restart, restart, fp - fp_last, gp - gp_last)
+        x_acc, usable = _anderson(memory, c.x, gp, fp)
         take_acc = accelerate & usable
         # After a failed evaluation, go back to the last good image.
-        x_next = jnp.where(ok, jnp.where(take_acc, x_acc, g), c.g)
+        x_next = jnp.where(ok, jnp.where(take_acc, x_acc, gp), c.g)
         # f is the log-messages' change from the point evaluated to its image (counted
         # only where every message is finite).
         resid = jnp.max(jnp.where(jnp.isfinite(f), jnp.abs(f), jnp.inf))
@@ -223,22 +276,45 @@ def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = Tr
             near = valid & (jnp.max(jnp.abs(points - g), axis=-1) < MERGE) & ok
             merged = jnp.where(jnp.any(near), jnp.argmax(near), -1)
             change = jnp.where(merged >= 0, 0.0, change)
-        return _Carry(
+        change = jnp.where(gave_up, FAILED, change)
+        out = c.replace(
             x=x_next, g=jnp.where(ok, g, c.g), f=jnp.where(ok, f, c.f), op=tree_where(ok, op, c.op),
             potential=jnp.where(ok, potential, c.potential), memory=memory, have=c.have | ok,
             best=jnp.where(ok, jnp.minimum(c.best, norm), c.best), last=jnp.where(ok, norm, c.last),
-            it=c.it + 1, change=jnp.where(gave_up, FAILED, change), streak=streak, merged=merged,
-        )
+            it=c.it + 1, change=change, streak=streak, merged=merged, chord=chording)
+        if probe:
+            # Converged here (not merged, not failed): the probes begin at the point just
+            # evaluated (c.x, whose image is g).
+            begin = ok & (change <= tol) & (change != FAILED) & (merged < 0)
+            out = out.replace(probe=jnp.where(begin, 0, -1),
+                              x=jnp.where(begin, c.x + PROBE_STEP * jnp.eye(n)[0], x_next))
+        return out
+
+    def measure(c: _Carry, g, ok):
+        """A probe: the Jacobian's column ``c.probe`` from the image ``g`` at ``c.x``; the
+        base point is the last one evaluated before the probes (``c.g - c.f``)."""
+        k = c.probe
+        column = jnp.where(ok, (g - c.g) / PROBE_STEP, jnp.nan)
+        base = c.g - c.f
+        following = jnp.eye(n)[jnp.minimum(k + 1, n - 1)]
+        return c.replace(jacobian=c.jacobian.at[:, k].set(column), probe=k + 1, x=base + PROBE_STEP * following)
+
+    def body(c: _Carry):
+        g, op, potential, ok = G(c.x)
+        if not probe:
+            return step(c, g, op, potential, ok)
+        return tree_where(c.probe >= 0, measure(c, g, ok), step(c, g, op, potential, ok))
 
     carry = _Carry(
         x=x0, g=x0, f=jnp.zeros_like(x0), op=nan_op, potential=jnp.asarray(jnp.nan),
-        memory=_Memory.empty(x0.shape[0]) if history is None else history,
+        memory=_Memory.empty(n) if history is None else history,
         have=jnp.asarray(False), best=jnp.asarray(jnp.inf), last=jnp.asarray(jnp.inf), it=jnp.asarray(0),
         change=jnp.asarray(jnp.inf), streak=jnp.asarray(0), merged=jnp.asarray(-1),
+        chord=jnp.asarray(precondition is not None), probe=jnp.asarray(-1), jacobian=jnp.full((n, n), jnp.nan),
     )
     out = jax.lax.while_loop(cond, body, carry)
     failed = out.change == FAILED
     converged = ~failed & (out.change <= tol) & finite(out.op)
     return IterationResult(messages=out.g, merged=out.merged, op=out.op, iterations=out.it, converged=converged,
                            failed=failed, change=jnp.where(failed, jnp.nan, out.change), potential=out.potential,
-                           history=out.memory)
+                           history=out.memory, jacobian=out.jacobian)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jaxreplica._struct import tree_where
 from jaxreplica.chain import Chain
-from jaxreplica.iteration import IterationResult, iterate
+from jaxreplica.iteration import IterationResult, chord, iterate
 
 __all__ = ["SURVEY_TOL", "layout", "run_starts"]
 
@@ -26,7 +26,7 @@ def layout(scheme) -> str:
 SURVEY_TOL = 1e-6  # the coarse survey's stopping change (the refinement then runs to the scheme's tol)
 
 
-def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> IterationResult:
+def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True, chords: bool = False) -> IterationResult:
     """Every start to convergence: one after the other (``"map"``) or side by side
     (``"vmap"``: each runs as long as the slowest, which an accelerator hides).
 
@@ -40,29 +40,35 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> 
     which every start would otherwise approach to full precision), in the survey and in
     the refinement. A start whose survey did
     not converge is refined from its own initial point. Iterations are counted over
-    both stages."""
+    both stages. With ``chords``, a survey that converged (and did not join) measures
+    the coarse map's Jacobian there (2L coarse evaluations, not counted) and the
+    refinement takes chord steps with it (:func:`jaxreplica.iteration.chord`)."""
     fine = lambda st: scheme.sweep(st, chain, cfg, trho)
-    run = lambda sweep, st, tol, known=None, history=None: iterate(
-        sweep, st, chain.depth, tol, scheme.max_iter, scheme.accelerate, known=known, history=history)
+    run = lambda sweep, st, tol, known=None, history=None, probe=False, precondition=None: iterate(
+        sweep, st, chain.depth, tol, scheme.max_iter, scheme.accelerate, known=known, history=history,
+        probe=probe, precondition=precondition)
     count = jax.tree_util.tree_leaves(starts)[0].shape[0]
     unravel = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))[1]
     if survey:
-        coarse = lambda st: scheme.sweep(st, chain, cfg.coarse(), trho)
+        coarse_sweep = lambda st: scheme.sweep(st, chain, cfg.coarse(), trho)
         survey_tol = jnp.maximum(scheme.tol, SURVEY_TOL)
+        coarse = lambda st, known: run(coarse_sweep, st, survey_tol, known, probe=chords)
 
         def refined(res, st, known=None):
             """The refinement of a start surveyed to ``res``: from the survey's end point
             with its Anderson memory (the coarse map's last differences, which spare the
-            first full steps' plain ones), or from ``st`` afresh if the survey did not
-            converge."""
+            first full steps' plain ones) and, with ``chords``, in chord steps with the
+            coarse map's Jacobian (the two maps differ by the rules' error, so these are
+            nearly Newton's steps), or from ``st`` afresh if the survey did not converge."""
             point = tree_where(res.converged, unravel(jnp.exp(res.messages)), st)
             history = jax.tree_util.tree_map(lambda m: jnp.where(res.converged, m, jnp.zeros_like(m)), res.history)
-            return run(fine, point, scheme.tol, known, history)
+            P = chord(jnp.where(res.converged, res.jacobian, jnp.nan)) if chords else None
+            return run(fine, point, scheme.tol, known, history, precondition=P)
 
     if layout(scheme) == "vmap":
         if not survey:
             return jax.vmap(lambda st: run(fine, st, scheme.tol))(starts)
-        first = jax.vmap(lambda st: run(coarse, st, survey_tol))(starts)
+        first = jax.vmap(lambda st: coarse(st, None))(starts)
         second = jax.vmap(refined)(first, starts)
         return second.replace(iterations=first.iterations + second.iterations)
 
@@ -85,7 +91,7 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True) -> 
         results = scan_starts(lambda i, st, known: run(fine, st, scheme.tol, known), starts)
         source = jnp.where(results.merged >= 0, results.merged, index)
     else:
-        first = scan_starts(lambda i, st, known: run(coarse, st, survey_tol, known), starts)
+        first = scan_starts(lambda i, st, known: coarse(st, known), starts)
         skip = first.merged >= 0
         # (the refinement's result has the survey's shapes: a start skipped gets zeros)
         placeholder = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape[1:], x.dtype), first).replace(

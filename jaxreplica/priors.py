@@ -39,9 +39,11 @@ class Prior(Validated):
     def teacher_average(self, A, cfg: QuadratureConfig):
         raise NotImplementedError
 
-    def averages_a_hidden_layer(self) -> bool:
+    def averages_a_hidden_layer(self, posterior_quadrature: bool = False) -> bool:
         """Whether ``teacher_average`` is a hidden layer's average by quadrature (the
-        output law of a channel, :class:`jaxreplica.RandomField`); static."""
+        output law of a channel, :class:`jaxreplica.RandomField`; with
+        ``posterior_quadrature``, one that integrates each posterior by quadrature as
+        well); static."""
         return False
 
     def entropy(self):

@@ -82,6 +82,8 @@ class SmoothChannel(Channel):
     (``log phi'``), ``_inverse`` (``phi^-1`` on the closed range of ``phi``, finite) and
     ``_kinks`` (points where ``phi'`` or ``phi''`` jumps, without bias)."""
 
+    posterior_quadrature = True
+
     def _phi(self, x):
         raise NotImplementedError
 

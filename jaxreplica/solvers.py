@@ -104,7 +104,10 @@ def _search(chain: Chain, scheme, init, cfg: QuadratureConfig) -> _Found:
     # or four dimensions: a hidden channel, a last channel with noise after it, the prior
     # of a conditional chain); elsewhere it would only double the program.
     survey = scheme.survey and init is None and chain.averages_hidden_layers()
-    results = run_starts(scheme, chain, starts, cfg, trho, survey=survey)
+    # Chord steps in the refinement pay where each posterior is a quadrature too: there a
+    # full evaluation costs tens of coarse ones, the 2L coarse probes of the Jacobian little.
+    chords = survey and scheme.accelerate and chain.averages_hidden_layers(posterior_quadrature=True)
+    results = run_starts(scheme, chain, starts, cfg, trho, survey=survey, chords=chords)
     potentials = results.potential
     if not scheme.reports_potential:
         potentials = jax.vmap(lambda o: phi(o, chain, cfg))(results.op)
