@@ -116,7 +116,10 @@ class QuadratureConfig:
         """The rules the multi-start surveys with (several times cheaper; the channels'
         functions within about 1e-3 relative of the full rules'): fewer Legendre nodes a
         segment and Hermite nodes for the channels' teacher averages, the smooth
-        channels' rules halved. The prior's rules are left as they are (they are cheap)."""
+        channels' rules halved but for the Legendre nodes of each posterior's segments
+        (with half of them the coarse map's derivatives in ``V`` were up to half the full
+        map's, and the refinement's chord steps, which use them, gained little). The
+        prior's rules are left as they are (they are cheap)."""
         return dataclasses.replace(
             self, legendre=max(self.legendre // 2, 3), hermite_w=max(self.hermite_w // 2, 4),
             hermite_xi=max(self.hermite_xi // 3, 6), output_hermite_w=max(self.output_hermite_w // 2, 4),
@@ -124,7 +127,7 @@ class QuadratureConfig:
             smooth_teacher_segments=max(self.smooth_teacher_segments // 2, 6),
             smooth_teacher_legendre=max(self.smooth_teacher_legendre // 2, 3),
             smooth_hermite_w=max(self.smooth_hermite_w // 2, 4), smooth_hermite_xi=max(self.smooth_hermite_xi // 2, 6),
-            smooth_legendre=max(self.smooth_legendre // 2, 3), smooth_grid=max(self.smooth_grid // 2, 2),
+            smooth_grid=max(self.smooth_grid // 2, 2),
             smooth_levels=max(self.smooth_levels // 2 + 1, 3), smooth_tail=max(self.smooth_tail // 2, 1))
 
     def for_output(self) -> "QuadratureConfig":
