@@ -49,7 +49,7 @@ class IterationResult:
       messages: the log-messages of the last good evaluation (its image).
       merged: the index of the known fixed point this start ran into, -1 if none.
       op: order parameters at the last good evaluation (NaN if there was none).
-      iterations: sweeps evaluated.
+      iterations: sweeps evaluated (the Jacobian probes not counted).
       converged: the change fell below ``tol`` with finite order parameters.
       failed: two evaluations in a row (or the first one) were not finite.
       change: the last relative change, the smaller of the order parameters' and the

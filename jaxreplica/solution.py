@@ -116,7 +116,8 @@ class Solution:
       potential: ``phi`` at the fixed point (equal to ``entropy``).
       converged: ``status == Status.CONVERGED``.
       status: a :class:`Status` code saying why a result is not converged.
-      iterations: iterations of the selected start.
+      iterations: iterations of the selected start (survey and refinement; the
+        survey's Jacobian probes, where there are chord steps, not counted).
       residual: with ``polish_steps > 0``, the largest ``|d phi/d log(order
         parameter)|`` at the returned point; otherwise the iteration's last relative
         change (of the order parameters between its last two evaluations, or of the
