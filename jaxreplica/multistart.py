@@ -62,7 +62,8 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True, cho
             nearly Newton's steps), or from ``st`` afresh if the survey did not converge."""
             point = tree_where(res.converged, unravel(jnp.exp(res.messages)), st)
             history = jax.tree_util.tree_map(lambda m: jnp.where(res.converged, m, jnp.zeros_like(m)), res.history)
-            P = chord(jnp.where(res.converged, res.jacobian, jnp.nan)) if chords else None
+            # (the Jacobian is NaN, and the chord the identity, where no probes ran)
+            P = chord(res.jacobian) if chords else None
             return run(fine, point, scheme.tol, known, history, precondition=P)
 
     if layout(scheme) == "vmap":
