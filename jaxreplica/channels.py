@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jaxreplica._struct import concrete, pytree
 from jaxreplica.channel import Channel
+from jaxreplica.priors import MMSE_FLOOR
 from jaxreplica.piecewise import INF, Piece, PiecewiseChannel
 from jaxreplica.quadrature import QuadratureConfig, kinked_gaussian_rule, log_ndtr
 
@@ -53,8 +54,9 @@ class Linear(PiecewiseChannel):
         return -0.5 * jnp.log1p(A * s), A / (1.0 + A * s), s / (1.0 + A * s)
 
     def _hidden_extrinsic(self, A, V, ahat, vhat):
-        """``(noise + 1/A, 1/(noise + V))`` in closed form."""
-        return self.noise + 1.0 / A, 1.0 / (V + self.noise)
+        """``(noise + 1/A, 1/(noise + V))`` in closed form; ``noise + V`` held at the floor
+        where it is zero (a noiseless layer seen with ``V = 0``: its output known exactly)."""
+        return self.noise + 1.0 / A, 1.0 / jnp.maximum(V + self.noise, MMSE_FLOOR)
 
 
 @pytree

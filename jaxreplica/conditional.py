@@ -12,7 +12,9 @@ networks"). Its prior functions are the first channel's hidden functions at ``V 
 When every hidden layer is noiseless the answer is closed form: only the last layer's
 noise is uncertain given ``x``, ``H(T_L | X)/n_0 = -talpha_L I_last(0, trho_L)``. A
 noiseless first layer gives a deterministic random field (``Vhat = 0``): the solvers
-treat it as an input recovered exactly.
+treat it as an input recovered exactly (its extrinsic precision held at the floor), and
+the conditional chain's entropy is then that of the chain starting at the second layer's
+random field, times ``n_2/n_1``.
 """
 
 from __future__ import annotations

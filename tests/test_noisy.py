@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import jaxreplica as jr
+from jaxreplica.conditional import RandomField
 
 WIDTH = 400
 ROTATIONS = 10
@@ -57,6 +58,43 @@ def test_linear_chain_every_layer_noisy(depth, position):
     assert abs(float(sol.mutual_information) - float(lay.mutual_information[-1])) < 1e-10
     # With noisy hidden layers I(X; T_L) < I(T_L; T_{L-1}) (data processing).
     assert float(sol.mutual_information) < float(sol.last_layer_information)
+
+
+def test_noiseless_first_layer_before_noisy_ones():
+    """A noiseless first layer makes ``T_1`` a function of ``X``: the conditional chain's
+    prior is then deterministic (its ``V`` held at the floor). Linear chain with noise in
+    the later layers only, against the exact rotation average."""
+    noises = [0.0, 0.05, 0.01]
+    weights = _weights(3)
+    chain = jr.Chain(prior=jr.Normal(), layers=[(jr.Empirical.from_matrix(W), jr.Linear(noise=d))
+                                                for W, d in zip(weights, noises)])
+    lay = jr.solve_layers(chain)
+    assert np.all(np.asarray(lay.converged)), lay.status
+    mean, se = _rotation_average(weights, noises)
+    assert np.all(np.abs(np.asarray(lay.mutual_information) - mean) <= 3 * se + 1e-9), (lay.mutual_information, mean, se)
+
+
+@pytest.mark.parametrize("first, second", [
+    (jr.Linear(), jr.ReLU(noise=0.01)),
+    (jr.Linear(), jr.ReLU(noise_after=0.05)),
+    (jr.ReLU(), jr.LeakyReLU(noise=0.02)),
+    (jr.Linear(), jr.Tanh(noise_after=0.01)),
+], ids=["linear-relu", "linear-relu-after", "relu-leaky", "linear-tanh-after"])
+def test_noiseless_first_layer_conditional_entropy_starts_at_the_first_noisy_layer(first, second):
+    """Given ``X`` a noiseless first layer is known, so ``H(T_3 | X) = H(T_3 | Z_2)``: the
+    entropy of the chain whose prior is the second layer's random field, times
+    ``n_2/n_0``."""
+    a1, a2 = 2.0, 0.5
+    chain = jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=a1, scale=1.3), first),
+                                                (jr.Gaussian(alpha=a2, scale=0.8), second),
+                                                (jr.Gaussian(alpha=1.0), jr.ReLU(noise=1e-3))])
+    sol = jr.solve(chain, tol=1e-12)
+    assert bool(sol.converged), sol.describe()
+    field = jr.Chain(prior=RandomField(channel=second, rho=chain.moments()[1][1]), layers=chain.layers[2:])
+    given = jr.solve(field, tol=1e-12)
+    assert bool(given.converged)
+    conditional = float(sol.entropy) - float(sol.mutual_information)
+    assert abs(conditional - a1 * a2 * float(given.entropy)) < 1e-10
 
 
 def test_noiseless_hidden_layers_give_the_last_layer_information():
