@@ -26,6 +26,7 @@ Noise after the activation is then exact and costs nothing new:
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxreplica._struct import Validated
@@ -120,11 +121,23 @@ class Channel(Validated):
         """``I_hidden(A, V, rho) = E log Z`` (not reduced)."""
         return self.hidden_functions(A, V, rho, cfg)[0] + 0.5 * A * self.second_moment(rho)
 
+    def _after(self, with_noise, without):
+        """A last layer's ``with_noise(noise_after)`` where ``noise_after > 0``; where it
+        is zero (a traced number), ``without()``: the channel without noise after."""
+        d = jnp.asarray(self.noise_after, dtype=jnp.float64)
+        on = d > 0
+        # (the branch not taken sees a harmless d: under vmap both run)
+        return jax.lax.cond(on, lambda: with_noise(jnp.where(on, d, 1.0)), without)
+
     def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         """``(I_last(V, rho), Ahat_last(V, rho))``."""
         if self.noise_after is None:
             return self._output(V, rho, cfg)
-        d = jnp.asarray(self.noise_after, dtype=jnp.float64)
+        return self._after(lambda d: self._output_after(d, V, rho, cfg), lambda: self._output(V, rho, cfg))
+
+    def _output_after(self, d, V, rho, cfg: QuadratureConfig):
+        """``(I_last, Ahat_last)`` with noise ``d > 0`` after the activation: the hidden
+        functions at ``A = 1/d`` (see the module docstring)."""
         free, ahat, _ = self._hidden(1.0 / d, V, rho, cfg)
         return free - 0.5 * (LOG_2PI + 1.0 + jnp.log(d)), ahat
 
@@ -141,12 +154,14 @@ class Channel(Validated):
         """``I_last(0, rho) = E log p(t | z)``: minus the entropy the noise adds."""
         if self.noise_after is None:
             return self._noise_free(rho, cfg)
-        return self.output_functions(0.0, rho, cfg)[0]
+        return self._after(lambda d: self._output_after(d, 0.0, rho, cfg)[0], lambda: self._noise_free(rho, cfg))
 
     def output_extrinsic_variance(self, V, ahat):
         """``1/Ahat_last - V``: the variance of ``z`` the observation leaves (ML-VAMP's
         ``1/a1z``)."""
-        return self._output_extrinsic(V, ahat) if self.noise_after is None else 1.0 / ahat - V
+        if self.noise_after is None:
+            return self._output_extrinsic(V, ahat)
+        return jnp.where(jnp.asarray(self.noise_after) > 0, 1.0 / ahat - V, self._output_extrinsic(V, ahat))
 
     def hidden_extrinsic(self, A, V, ahat, vhat):
         """``(1/Ahat - V, 1/Vhat - A)``: the extrinsic variance of ``z`` and precision of

@@ -27,6 +27,25 @@ def test_channel_positions():
         channel("relu", 0.1, "middle")
 
 
+@pytest.mark.parametrize("name", ["ReLU", "Tanh"])
+def test_zero_noise_after_the_last_activation_is_no_noise(name):
+    """``noise_after=0.0`` (a traced zero) on the last layer gives the channel without
+    noise after it, in one vmapped program beside a positive value (the hidden-function
+    form at ``A = 1/noise_after`` would divide by zero there)."""
+    def chain(after):
+        return jr.Chain(prior=jr.Normal(), layers=[
+            (jr.Gaussian(alpha=1.0, scale=0.8), getattr(jr, name)(noise=1e-2, noise_after=after))])
+    plain = jr.solve(chain(None))
+    both = jax.vmap(lambda d: jr.solve(chain(d)))(jax.numpy.asarray([0.0, 1e-3]))
+    assert np.all(np.asarray(both.converged)), both.status
+    assert abs(float(both.entropy[0]) - float(plain.entropy)) < 1e-12
+    assert abs(float(both.mutual_information[0]) - float(plain.mutual_information)) < 1e-12
+    # (the programs iterate differently; the mmse is first order in the stopping change)
+    assert abs(float(both.mmse[0]) - float(plain.mmse)) < 1e-10
+    # noise after the activation loses information (data processing)
+    assert float(both.mutual_information[1]) < float(both.mutual_information[0])
+
+
 def test_chain_from_spectra_positions_on_a_linear_chain_match_log_determinants():
     """Linear layers: noise after the activation is noise before it, and 'both' doubles
     it; I(X; T_2) of every position equals the exact Gaussian chain of one draw's
