@@ -94,6 +94,12 @@ class Channel(Validated):
     def _output_extrinsic(self, V, ahat):
         return 1.0 / ahat - V
 
+    def mean_square_slope(self, rho):
+        """``E phi'(z + bias)^2``, ``z ~ N(0, rho)`` (no noise): how fast a known field's
+        output spreads as noise enters before the activation (jumps of ``phi`` not
+        counted)."""
+        raise NotImplementedError
+
     def _hidden_extrinsic(self, A, V, ahat, vhat):
         return 1.0 / ahat - V, 1.0 / jnp.maximum(vhat, MMSE_FLOOR) - A
 

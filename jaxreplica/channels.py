@@ -233,6 +233,9 @@ class Switched(Channel):
     def _hidden_extrinsic(self, A, V, ahat, vhat):
         return self._switch("_hidden_extrinsic", (A, V, ahat, vhat))
 
+    def mean_square_slope(self, rho):
+        return self._switch("mean_square_slope", (rho,))
+
 
 def _f64(*xs):
     return tuple(jnp.asarray(x, dtype=jnp.float64) for x in xs)

@@ -121,6 +121,15 @@ class PiecewiseChannel(Channel):
                                  + 2.0 * p.slope * p.offset * sd * first + p.offset**2 * mass)
         return total
 
+    def mean_square_slope(self, rho):
+        """``sum g^2 P(piece)`` over the affine pieces."""
+        sd = jnp.sqrt(rho)
+        total = 0.0
+        for p in self.pieces():
+            if not p.atom:
+                total = total + p.slope**2 * (ndtr(standardize(p.hi, 0.0, sd)) - ndtr(standardize(p.lo, 0.0, sd)))
+        return total
+
     # -- teacher variables -----------------------------------------------------------
     def _teacher(self, V, rho, cfg, A=0.0):
         """Nodes ``(s, y0, w, weight)`` of the teacher average.

@@ -148,6 +148,10 @@ class SmoothChannel(Channel):
     def _second_moment(self, rho):
         return self._average(lambda x: self._phi(x) ** 2, rho)
 
+    def mean_square_slope(self, rho):
+        """``E phi'(z + bias)^2``, ``z ~ N(0, rho)``."""
+        return self.replace(noise=0.0)._average(lambda x: self._phi_and_slope(x)[1] ** 2, rho)
+
     def mean_log_slope(self, rho, cfg: QuadratureConfig = DEFAULT):
         """``E log phi'(y + bias)``, ``y ~ N(0, rho + noise)``."""
         return self._average(self._log_slope, rho, cfg)

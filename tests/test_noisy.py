@@ -202,6 +202,54 @@ def test_noise_after_reference_values(row):
     assert abs(value - row["conditional_entropy"]) < 1e-10
 
 
+def _info_noise_after(act, scale, after, before):
+    layers = [(jr.Gaussian(alpha=1.0, scale=scale), getattr(jr, act)(noise=before, noise_after=after)),
+              (jr.Gaussian(alpha=0.8), getattr(jr, act)(noise=0.0, noise_after=0.01))]
+    return jr.solve(jr.Chain(prior=jr.Normal(), layers=layers), tol=1e-13).mutual_information
+
+
+def _noise_after_only_gradients(act, checked, tol_fd, tol_noise=None, kinked=False):
+    """jax.grad of ``I(X; T_2)/n_0`` of a chain with noise only after each activation (the
+    noisy-network model; the conditional chain's prior, a known field, is then in closed
+    form) against differences: central in the weight scale and the noise after
+    (``checked`` of them), and with ``tol_noise`` one-sided in the hidden layer's noise
+    before, at zero."""
+    scale, after = 1.5, 0.02
+    info = lambda *a: _info_noise_after(act, *a)  # noqa: E731
+    args = (scale, after, 0.0)
+    grads = jax.grad(info, argnums=(0, 1, 2))(*args)
+    assert np.all(np.isfinite(np.asarray(grads))), grads
+    for k, h in ((0, 1e-4), (1, 1e-5))[:checked]:
+        up = list(args); up[k] += h
+        down = list(args); down[k] -= h
+        fd = (float(info(*up)) - float(info(*down))) / (2 * h)
+        assert abs(float(grads[k]) - fd) <= tol_fd * max(1.0, abs(fd)), (k, float(grads[k]), fd)
+    if tol_noise is None:
+        return
+    if kinked:
+        # a kink adds n^{3/2} to the value: (f(h) - f0)/h = g + c h^{1/2}, and with 4h
+        # g + 2 c h^{1/2} (the next term leaves about 65 h here)
+        h = 1e-7
+        f0, f1, f4 = (float(info(scale, after, n)) for n in (0.0, h, 4 * h))
+        fd = 2 * (f1 - f0) / h - (f4 - f0) / (4 * h)
+    else:
+        h = 1e-5
+        f0, f1, f2 = (float(info(scale, after, n)) for n in (0.0, h, 2 * h))
+        fd = (-3 * f0 + 4 * f1 - f2) / (2 * h)
+    assert abs(float(grads[2]) - fd) <= tol_noise * max(1.0, abs(fd)), (float(grads[2]), fd)
+
+
+def test_gradient_with_noise_only_after_the_activation_is_finite():
+    """(It was NaN: the conditional prior's quadrature differentiated at zero noise.)"""
+    _noise_after_only_gradients("ReLU", 1, 1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act, tol_noise, kinked", [("ReLU", 2e-5, True), ("Tanh", 1e-5, False)])
+def test_gradient_with_noise_only_after_the_activation(act, tol_noise, kinked):
+    _noise_after_only_gradients(act, 2, 1e-5, tol_noise, kinked)
+
+
 @pytest.mark.slow
 def test_gradient_of_noisy_tanh_information_matches_finite_differences():
     """jax.grad of I(X; T_2)/n_0 of a noisy two-layer tanh chain (noise before and after
