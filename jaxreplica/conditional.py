@@ -65,12 +65,14 @@ class RandomField(Prior):
         return super().invalid() | self.channel.invalid()
 
 
-def _hidden_at_known_field(channel, rho, A, cfg):
-    """The quadrature (with a harmless noise where it is zero, so that the branch not
-    taken, which under ``vmap`` is evaluated too, has finite derivatives)."""
-    noise = jnp.asarray(channel.noise, dtype=jnp.float64)
-    safe = channel.replace(noise=jnp.where(noise == 0, 1.0, noise))
-    free, _, vhat = safe.hidden_functions(A, 0.0, rho, cfg)
+def _hidden_at_known_field(channel, rho, A, cfg, safe: bool = True):
+    """The quadrature; with ``safe``, for a branch taken only where the noise is not zero:
+    a harmless noise stands in for a zero, so that the branch, which under ``vmap`` is
+    evaluated for every lane, has finite derivatives there."""
+    if safe:
+        noise = jnp.asarray(channel.noise, dtype=jnp.float64)
+        channel = channel.replace(noise=jnp.where(noise == 0, 1.0, noise))
+    free, _, vhat = channel.hidden_functions(A, 0.0, rho, cfg)
     return free, vhat
 
 
@@ -114,9 +116,10 @@ def _field_average_jvp(cfg, primals, tangents):
         q = 1.0 + A * d
         return out, (tf - 0.5 * A * g2 / q * tn, tv + g2 / (q * q) * tn)
 
-    quadrature = lambda: jax.jvp(lambda c, r, a: _hidden_at_known_field(c, r, a, cfg), primals, tangents)  # noqa: E731
+    quadrature = lambda safe=True: jax.jvp(  # noqa: E731
+        lambda c, r, a: _hidden_at_known_field(c, r, a, cfg, safe), primals, tangents)
     if not _continuous(channel):
-        return quadrature()
+        return quadrature(safe=False)
     return jax.lax.cond(jnp.asarray(channel.noise) == 0, known, quadrature)
 
 
