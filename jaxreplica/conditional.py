@@ -80,6 +80,10 @@ def _after_noise(channel):
     return jnp.asarray(0.0 if channel.noise_after is None else channel.noise_after, dtype=jnp.float64)
 
 
+def _no_noise_before(channel):
+    return jnp.asarray(channel.noise) == 0
+
+
 def _known(A, d):
     """No noise before the activation: ``z`` known, ``t = phi(z) + xi_out`` is Gaussian
     around a known mean, so the reduced free entropy is ``-log(1 + A d)/2`` and
@@ -91,8 +95,8 @@ def _known(A, d):
 def _field_average(channel, rho, A, cfg):
     """:func:`_hidden_at_known_field`, in closed form (:func:`_known`) where the channel
     has no noise before its activation (the quadrature gives the same within 3e-14)."""
-    zero = jnp.asarray(channel.noise) == 0
-    return jax.lax.cond(zero, lambda: _known(A, _after_noise(channel)), lambda: _hidden_at_known_field(channel, rho, A, cfg))
+    return jax.lax.cond(_no_noise_before(channel), lambda: _known(A, _after_noise(channel)),
+                        lambda: _hidden_at_known_field(channel, rho, A, cfg))
 
 
 @_field_average.defjvp
@@ -120,7 +124,7 @@ def _field_average_jvp(cfg, primals, tangents):
         lambda c, r, a: _hidden_at_known_field(c, r, a, cfg, safe), primals, tangents)
     if not _continuous(channel):
         return quadrature(safe=False)
-    return jax.lax.cond(jnp.asarray(channel.noise) == 0, known, quadrature)
+    return jax.lax.cond(_no_noise_before(channel), known, quadrature)
 
 
 def _continuous(channel) -> bool:
