@@ -96,8 +96,8 @@ class Channel(Validated):
 
     def mean_square_slope(self, rho):
         """``E phi'(z + bias)^2``, ``z ~ N(0, rho)`` (no noise): how fast a known field's
-        output spreads as noise enters before the activation (jumps of ``phi`` not
-        counted)."""
+        output spreads as noise enters before the activation (infinite where ``phi``
+        jumps)."""
         raise NotImplementedError
 
     def _hidden_extrinsic(self, A, V, ahat, vhat):

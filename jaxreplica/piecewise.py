@@ -122,9 +122,9 @@ class PiecewiseChannel(Channel):
         return total
 
     def mean_square_slope(self, rho):
-        """``sum g^2 P(piece)`` over the affine pieces."""
+        """``sum g^2 P(piece)`` over the affine pieces; infinite where ``phi`` jumps."""
         sd = jnp.sqrt(rho)
-        total = 0.0
+        total = jnp.zeros_like(sd) + (0.0 if self.continuous else jnp.inf)
         for p in self.pieces():
             if not p.atom:
                 total = total + p.slope**2 * (ndtr(standardize(p.hi, 0.0, sd)) - ndtr(standardize(p.lo, 0.0, sd)))

@@ -250,6 +250,55 @@ def test_gradient_with_noise_only_after_the_activation(act, tol_noise, kinked):
     _noise_after_only_gradients(act, 2, 1e-5, tol_noise, kinked)
 
 
+@pytest.mark.parametrize("act", ["Probit", "ReLU"])
+def test_known_field_derivatives(act):
+    """The random field of a layer without noise before its activation: derivatives of
+    the closed form ``-log(1 + A d)/2``, ``d/(1 + A d)`` in ``A``, ``d`` and ``rho`` (none),
+    and in the noise before, at zero, ``-A E phi'^2/(2 (1 + A d))``: infinite for the sign.
+    (The sign's were NaN in every direction.)"""
+    A, d, rho = 3.0, 0.05, 1.7
+
+    def free(A, d, rho, n):
+        return RandomField(channel=getattr(jr, act)(noise=n, noise_after=d), rho=rho).teacher_average(A)[0]
+
+    grads = jax.grad(free, argnums=(0, 1, 2))(A, d, rho, 0.0)
+    expected = (-0.5 * d / (1 + A * d), -0.5 * A / (1 + A * d), 0.0)
+    np.testing.assert_allclose(np.asarray(grads), expected, rtol=1e-12, atol=1e-14)
+    slope2 = np.inf if act == "Probit" else 0.5  # E phi'^2: ReLU's is P(z > 0)
+    np.testing.assert_allclose(float(jax.grad(free, argnums=3)(A, d, rho, 0.0)), -0.5 * A * slope2 / (1 + A * d),
+                               rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_gradient_through_a_sign_layer_with_noise_only_after():
+    """A sign first layer with noise only after it: ``T_1`` does not depend on the weight
+    scale, so neither does ``I(X; T_2)``; the derivative in the noise after matches
+    central differences, and the one in a noise before, at zero, is the true ``-inf``
+    (the sign flips with probability of order ``sqrt(n)``). (They were all NaN: the
+    conditional prior's quadrature differentiated at zero noise.)"""
+    info = lambda *a: _info_noise_after("Probit", *a)  # noqa: E731
+    scale, after, h = 1.5, 0.02, 1e-5
+    grads = jax.grad(info, argnums=(0, 1, 2))(scale, after, 0.0)
+    assert abs(float(grads[0])) < 1e-9 and float(grads[2]) == -np.inf, grads
+    fd = (float(info(scale, after + h, 0.0)) - float(info(scale, after - h, 0.0))) / (2 * h)
+    assert abs(float(grads[1]) - fd) <= 1e-5 * max(1.0, abs(fd)), (float(grads[1]), fd)
+
+
+@pytest.mark.slow
+def test_gradient_through_a_sign_layer_in_vmapped_lanes():
+    """Lanes with and without noise before a sign layer, in one vmapped gradient: the
+    derivative in the noise is infinite in the lane at zero and finite in the other
+    (the closed form's infinite slope does not leak into it), and the lanes match the
+    unbatched gradients."""
+    info = lambda *a: _info_noise_after("Probit", *a)  # noqa: E731
+    noises = jnp.array([0.0, 1e-3])
+    grads = jax.vmap(jax.grad(info, argnums=(0, 1, 2)), in_axes=(None, None, 0))(1.5, 0.02, noises)
+    assert float(grads[2][0]) == -np.inf and np.isfinite(float(grads[2][1])), grads
+    one = jax.grad(info, argnums=(0, 1, 2))(1.5, 0.02, 1e-3)
+    for k in range(3):
+        assert abs(float(grads[k][1]) - float(one[k])) <= 1e-9 * max(1.0, abs(float(one[k]))), (k, grads, one)
+
+
 @pytest.mark.slow
 def test_gradient_of_noisy_tanh_information_matches_finite_differences():
     """jax.grad of I(X; T_2)/n_0 of a noisy two-layer tanh chain (noise before and after
