@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from jaxreplica._struct import Validated
 from jaxreplica.priors import MMSE_FLOOR
@@ -129,11 +130,15 @@ class Channel(Validated):
 
     def _after(self, with_noise, without):
         """A last layer's ``with_noise(noise_after)`` where ``noise_after > 0``; where it
-        is zero (a traced number), ``without()``: the channel without noise after."""
+        is zero (a traced number), ``without()``: the channel without noise after, whose
+        derivative in ``noise_after`` is NaN (not computed: infinite where the output
+        has atoms, jumps or a bounded range, finite elsewhere; the linear channel, where
+        the noise after adds to the one before, has its own)."""
         d = jnp.asarray(self.noise_after, dtype=jnp.float64)
         on = d > 0
         # (the branch not taken sees a harmless d: under vmap both run)
-        return jax.lax.cond(on, lambda: with_noise(jnp.where(on, d, 1.0)), without)
+        return jax.lax.cond(on, lambda: with_noise(jnp.where(on, d, 1.0)),
+                            lambda: jax.tree_util.tree_map(lambda v: v + _slope_unknown_at_zero(d), without()))
 
     def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         """``(I_last(V, rho), Ahat_last(V, rho))``."""
@@ -176,3 +181,22 @@ class Channel(Validated):
         if self.noise_after is None:
             return self._hidden_extrinsic(A, V, ahat, vhat)
         return Channel._hidden_extrinsic(self, A, V, ahat, vhat)
+
+
+@jax.custom_jvp
+def _slope_unknown_at_zero(d):
+    """Zero, with a NaN derivative where ``d == 0`` (when ``d`` is differentiated; the
+    derivative is zero where ``d != 0``, so that a vmapped lane that does not take this
+    value gets no NaN in its reverse pass)."""
+    return jnp.zeros_like(d)
+
+
+def _slope_unknown_jvp(primals, tangents):
+    (d,), (td,) = primals, tangents
+    zero = jnp.zeros_like(d)
+    if isinstance(td, SymbolicZero):
+        return zero, zero
+    return zero, jnp.where(d == 0, jnp.nan, 0.0) * td
+
+
+_slope_unknown_at_zero.defjvp(_slope_unknown_jvp, symbolic_zeros=True)

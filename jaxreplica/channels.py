@@ -19,7 +19,7 @@ from jaxreplica._struct import concrete, pytree
 from jaxreplica.channel import Channel
 from jaxreplica.priors import MMSE_FLOOR
 from jaxreplica.piecewise import INF, Piece, PiecewiseChannel
-from jaxreplica.quadrature import QuadratureConfig, kinked_gaussian_rule, log_ndtr
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rule, log_ndtr
 
 __all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched"]
 
@@ -57,6 +57,17 @@ class Linear(PiecewiseChannel):
         """``(noise + 1/A, 1/(noise + V))`` in closed form; ``noise + V`` held at the floor
         where it is zero (a noiseless layer seen with ``V = 0``: its output known exactly)."""
         return self.noise + 1.0 / A, 1.0 / jnp.maximum(V + self.noise, MMSE_FLOOR)
+
+    def _folded(self):
+        """The same channel with the noise after the map added to the one before it."""
+        return self if self.noise_after is None else self.replace(noise=self.noise + self.noise_after, noise_after=None)
+
+    def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
+        # (exact for every noise after, zero included, derivatives too)
+        return PiecewiseChannel.output_functions(self._folded(), V, rho, cfg)
+
+    def noise_free_entropy(self, rho, cfg: QuadratureConfig = DEFAULT):
+        return PiecewiseChannel.noise_free_entropy(self._folded(), rho, cfg)
 
 
 @pytree

@@ -46,6 +46,31 @@ def test_zero_noise_after_the_last_activation_is_no_noise(name):
     assert float(both.mutual_information[1]) < float(both.mutual_information[0])
 
 
+@pytest.mark.parametrize("name", ["Linear", "ReLU"])
+def test_derivative_in_a_zero_noise_after_the_last_activation(name):
+    """At ``noise_after = 0`` the derivative of ``I(X; T)`` in it is the noise before's for
+    a linear map (the two noises add) and NaN otherwise (not computed; infinite for
+    ReLU's atom), never the zero of the branch without noise after (it was 0); the
+    noise before's is that of the channel without noise after. In one vmapped gradient
+    the NaN stays in its lane."""
+    def info(before, after):
+        ch = getattr(jr, name)(noise=before, noise_after=after)
+        return jr.solve(jr.Chain(prior=jr.Normal(), layers=[(jr.Gaussian(alpha=1.0, scale=1.3), ch)]),
+                        tol=1e-13).mutual_information
+
+    grads = jax.vmap(jax.grad(info, argnums=(0, 1)), in_axes=(None, 0))(1e-2, jax.numpy.asarray([0.0, 1e-3]))
+    plain = jax.grad(lambda n: jr.solve(jr.Chain(prior=jr.Normal(), layers=[
+        (jr.Gaussian(alpha=1.0, scale=1.3), getattr(jr, name)(noise=n))]), tol=1e-13).mutual_information)(1e-2)
+    assert abs(float(grads[0][0]) - float(plain)) < 1e-9 * abs(float(plain))
+    if name == "Linear":
+        assert abs(float(grads[1][0]) - float(plain)) < 1e-9 * abs(float(plain))
+    else:
+        assert np.isnan(float(grads[1][0]))
+    one = jax.grad(info, argnums=(0, 1))(1e-2, 1e-3)
+    for k in range(2):
+        assert abs(float(grads[k][1]) - float(one[k])) < 1e-9 * abs(float(one[k])), (k, grads, one)
+
+
 def test_chain_from_spectra_positions_on_a_linear_chain_match_log_determinants():
     """Linear layers: noise after the activation is noise before it, and 'both' doubles
     it; I(X; T_2) of every position equals the exact Gaussian chain of one draw's
