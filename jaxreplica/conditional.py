@@ -19,11 +19,7 @@ random field, times ``n_2/n_1``.
 
 from __future__ import annotations
 
-import functools
-
-import jax
 import jax.numpy as jnp
-from jax.custom_derivatives import SymbolicZero
 
 from jaxreplica._struct import pytree
 from jaxreplica.chain import Chain
@@ -57,89 +53,13 @@ class RandomField(Prior):
 
     def teacher_average(self, A, cfg: QuadratureConfig = DEFAULT):
         """The channel's reduced hidden free entropy and ``Vhat`` at ``V = 0``."""
-        return _field_average(self.channel, self.rho, jnp.asarray(A, dtype=jnp.float64), cfg)
+        return self.channel.known_field_functions(A, self.rho, cfg)
 
     def extrinsic_precision(self, A, mmse):
         return self.channel.hidden_extrinsic(A, 0.0, jnp.inf, mmse)[1]
 
     def invalid(self):
         return super().invalid() | self.channel.invalid()
-
-
-def _hidden_at_known_field(channel, rho, A, cfg):
-    """The quadrature, for a branch taken only where the noise is not zero: a harmless
-    noise stands in for a zero, so that the branch, which under ``vmap`` is evaluated
-    for every lane, has finite derivatives there."""
-    noise = jnp.asarray(channel.noise, dtype=jnp.float64)
-    channel = channel.replace(noise=jnp.where(noise == 0, 1.0, noise))
-    free, _, vhat = channel.hidden_functions(A, 0.0, rho, cfg)
-    return free, vhat
-
-
-def _after_noise(channel):
-    return jnp.asarray(0.0 if channel.noise_after is None else channel.noise_after, dtype=jnp.float64)
-
-
-def _no_noise_before(channel):
-    return jnp.asarray(channel.noise) == 0
-
-
-def _known(A, d):
-    """No noise before the activation: ``z`` known, ``t = phi(z) + xi_out`` is Gaussian
-    around a known mean, so the reduced free entropy is ``-log(1 + A d)/2`` and
-    ``Vhat = d/(1 + A d)`` (``d = noise_after``)."""
-    return -0.5 * jnp.log1p(A * d), d / (1.0 + A * d)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _field_average(channel, rho, A, cfg):
-    """:func:`_hidden_at_known_field`, in closed form (:func:`_known`) where the channel
-    has no noise before its activation (the quadrature gives the same within 3e-14)."""
-    return jax.lax.cond(_no_noise_before(channel), lambda: _known(A, _after_noise(channel)),
-                        lambda: _hidden_at_known_field(channel, rho, A, cfg))
-
-
-def _field_average_jvp(cfg, primals, tangents):
-    """The quadrature's derivatives where there is noise before the activation. Without
-    it, the closed form's in ``A`` and ``noise_after``, and in the noise before to first
-    order: with a small noise ``n``, ``t`` given ``z`` is Gaussian of variance
-    ``d + phi'(z)^2 n`` up to ``O(n^{3/2})`` (kinks), hence ``-A E phi'^2/(2 (1 + A d))``
-    and ``E phi'^2/(1 + A d)^2`` (infinite for an activation that jumps: the sign's
-    output flips with probability of order ``sqrt(n)``). No other parameter enters at
-    ``n = 0``. Tangents come symbolic where zero: a noise before that is not
-    differentiated adds nothing (not ``0 * inf``)."""
-    channel, rho, A = primals
-    fixed_noise = _symbolic_zero(tangents[0].noise)
-    tch, _, tA = tangents = _instantiate(tangents)
-    d = _after_noise(channel)
-    td = _after_noise(tch)
-    tn = jnp.asarray(tch.noise, dtype=jnp.float64)
-    known_field = _no_noise_before(channel)
-
-    def known():
-        out, (tf, tv) = jax.jvp(_known, (A, d), (tA, td))
-        if fixed_noise:
-            return out, (tf, tv)
-        # (zero in a lane that takes the quadrature: its reverse pass multiplies by zero)
-        g2 = jnp.where(known_field, channel.mean_square_slope(rho), 0.0)
-        q = 1.0 + A * d
-        return out, (tf - 0.5 * A * g2 / q * tn, tv + g2 / (q * q) * tn)
-
-    quadrature = lambda: jax.jvp(lambda c, r, a: _hidden_at_known_field(c, r, a, cfg), primals, tangents)  # noqa: E731
-    return jax.lax.cond(known_field, known, quadrature)
-
-
-_field_average.defjvp(_field_average_jvp, symbolic_zeros=True)
-
-
-def _symbolic_zero(t) -> bool:
-    return isinstance(t, SymbolicZero)
-
-
-def _instantiate(tree):
-    """Symbolic zero tangents as arrays of zeros."""
-    return jax.tree_util.tree_map(lambda t: jnp.zeros(t.aval.shape, t.aval.dtype) if _symbolic_zero(t) else t,
-                                  tree, is_leaf=_symbolic_zero)
 
 
 def conditional_chain(chain: Chain) -> Chain:

@@ -111,6 +111,47 @@ def test_one_layer_information_with_noise_after_the_activation(group):
         assert abs(float(sol.mutual_information) - expected) < 1e-8, row
 
 
+@pytest.mark.parametrize("kind", ["tanh", "elu"])
+def test_noise_free_entropy_with_noise_only_after(kind):
+    """``E log p(t | z)`` for ``t = phi(z) + eta``, ``eta ~ N(0, d)``: ``-log(2 pi e d)/2``,
+    whatever ``rho``, with derivatives ``0`` in ``rho``, ``-1/(2 d)`` in ``d`` and, in the
+    noise ``n`` before the activation at 0, ``-E phi'^2/(2 d)`` (one-sided differences
+    of the quadrature at small ``n``). (The quadrature at ``s = 0`` had the value but
+    derivatives of 1e119, which made jax.grad of a one-layer chain's ``I(X; T_1)`` 1e119.)"""
+    d, rho = 1e-3, 0.2
+
+    def free(rho, d, n):
+        return CHANNELS[kind](noise=n, noise_after=d).noise_free_entropy(rho)
+
+    assert abs(float(free(rho, d, 0.0)) + 0.5 * math.log(2 * math.pi * math.e * d)) < 1e-13
+    grads = jax.grad(free, argnums=(0, 1, 2))(rho, d, 0.0)
+    assert float(grads[0]) == 0.0 and abs(float(grads[1]) + 0.5 / d) < 1e-9 / d, grads
+    slope2 = float(CHANNELS[kind]().mean_square_slope(rho))
+    assert abs(float(grads[2]) + slope2 / (2 * d)) < 1e-10 / d
+    h = 1e-9  # (first order: the next term is O(h) relative)
+    fd = (float(free(rho, d, h)) - float(free(rho, d, 0.0))) / h
+    assert abs(float(grads[2]) - fd) < 1e-4 * abs(fd), (float(grads[2]), fd)
+
+
+@pytest.mark.slow
+def test_gradient_of_one_layer_information_with_noise_only_after():
+    """jax.grad of ``I(X; T_1)`` of a one-layer tanh chain with noise only after the
+    activation against central differences, in the weight scale and the noise (it was
+    1e119 in the scale)."""
+    def info(scale, d):
+        layers = [(jr.Gaussian(alpha=0.5, scale=scale), jr.Tanh(noise=0.0, noise_after=d))]
+        return jr.solve(jr.Chain(prior=jr.Normal(), layers=layers), tol=1e-13).mutual_information
+
+    args = (0.45, 1e-3)
+    grads = jax.grad(info, argnums=(0, 1))(*args)
+    for k, h in ((0, 1e-5), (1, 1e-7)):
+        up, down = list(args), list(args)
+        up[k] += h
+        down[k] -= h
+        fd = (float(info(*up)) - float(info(*down))) / (2 * h)
+        assert abs(float(grads[k]) - fd) <= 1e-6 * max(1.0, abs(fd)), (k, float(grads[k]), fd)
+
+
 @pytest.mark.parametrize("kind", ["tanh", pytest.param("arctan", marks=pytest.mark.slow)])
 def test_hidden_functions_differentiable(kind):
     """Gradients of the hidden functions through ``A``, ``V``, the noise and the bias agree
