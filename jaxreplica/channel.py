@@ -170,8 +170,11 @@ class Channel(Validated):
         # (with the field known: without noise before, -log(2 pi e d)/2 exactly, and
         # derivatives that the quadrature at s = 0 does not have)
         plain = self.replace(noise_after=None)
-        return self._after(lambda d: plain.known_field_functions(1.0 / d, rho, cfg)[0] - 0.5 * (LOG_2PI + 1.0 + jnp.log(d)),
-                           lambda: self._noise_free(rho, cfg))
+
+        def with_noise(d):
+            return plain.known_field_functions(1.0 / d, rho, cfg)[0] - 0.5 * (LOG_2PI + 1.0 + jnp.log(d))
+
+        return self._after(with_noise, lambda: self._noise_free(rho, cfg))
 
     def output_extrinsic_variance(self, V, ahat):
         """``1/Ahat_last - V``: the variance of ``z`` the observation leaves (ML-VAMP's
@@ -206,7 +209,7 @@ def _slope_unknown_at_zero(d):
 def _slope_unknown_jvp(primals, tangents):
     (d,), (td,) = primals, tangents
     zero = jnp.zeros_like(d)
-    if isinstance(td, SymbolicZero):
+    if _symbolic_zero(td):
         return zero, zero
     return zero, jnp.where(d == 0, jnp.nan, 0.0) * td
 
