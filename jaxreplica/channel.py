@@ -34,7 +34,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxreplica._struct import Validated
 from jaxreplica.priors import MMSE_FLOOR
-from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig, gaussian_entropy
 
 __all__ = ["Channel", "averages_by_quadrature"]
 
@@ -139,8 +139,11 @@ class Channel(Validated):
         d = jnp.asarray(self.noise_after, dtype=jnp.float64)
         on = d > 0
         # (the branch not taken sees a harmless d: under vmap both run)
-        return jax.lax.cond(on, lambda: with_noise(jnp.where(on, d, 1.0)),
-                            lambda: jax.tree_util.tree_map(lambda v: v + _slope_unknown_at_zero(d), without()))
+        def at_zero():
+            slope = _slope_unknown_at_zero(d)
+            return jax.tree_util.tree_map(lambda v: v + slope, without())
+
+        return jax.lax.cond(on, lambda: with_noise(jnp.where(on, d, 1.0)), at_zero)
 
     def output_functions(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         """``(I_last(V, rho), Ahat_last(V, rho))``."""
@@ -152,7 +155,7 @@ class Channel(Validated):
         """``(I_last, Ahat_last)`` with noise ``d > 0`` after the activation: the hidden
         functions at ``A = 1/d`` (see the module docstring)."""
         free, ahat, _ = self._hidden(1.0 / d, V, rho, cfg)
-        return free - 0.5 * (LOG_2PI + 1.0 + jnp.log(d)), ahat
+        return free - gaussian_entropy(d), ahat
 
     def output_averages_a_hidden_layer(self, posterior_quadrature: bool = False) -> bool:
         """Whether :meth:`output_functions` is a hidden layer's average by quadrature (noise
@@ -172,7 +175,7 @@ class Channel(Validated):
         plain = self.replace(noise_after=None)
 
         def with_noise(d):
-            return plain.known_field_functions(1.0 / d, rho, cfg)[0] - 0.5 * (LOG_2PI + 1.0 + jnp.log(d))
+            return plain.known_field_functions(1.0 / d, rho, cfg)[0] - gaussian_entropy(d)
 
         return self._after(with_noise, lambda: self._noise_free(rho, cfg))
 

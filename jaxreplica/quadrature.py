@@ -48,6 +48,11 @@ __all__ = [
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+def gaussian_entropy(var):
+    """``log(2 pi e var)/2``: the entropy of a Gaussian of variance ``var``."""
+    return 0.5 * (LOG_2PI + 1.0 + jnp.log(var))
+
+
 @dataclasses.dataclass(frozen=True)
 class QuadratureConfig:
     """Sizes of the quadrature rules (static: changing them recompiles).

@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreplica.channel import Channel
-from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig, far_end, hermite_rule, kinked_gaussian_rule
+from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig, far_end, gaussian_entropy, hermite_rule, kinked_gaussian_rule
 
 __all__ = ["SmoothChannel", "TINY", "EPS"]
 
@@ -159,10 +159,10 @@ class SmoothChannel(Channel):
     # -- last layer (closed forms of an invertible channel) ---------------------------
     def _output(self, V, rho, cfg: QuadratureConfig = DEFAULT):
         s = jnp.asarray(V, dtype=jnp.float64) + self.noise
-        return -0.5 * (LOG_2PI + 1.0 + jnp.log(s)) - self.mean_log_slope(rho, cfg), 1.0 / s
+        return -gaussian_entropy(s) - self.mean_log_slope(rho, cfg), 1.0 / s
 
     def _noise_free(self, rho, cfg: QuadratureConfig = DEFAULT):
-        return -0.5 * (LOG_2PI + 1.0 + jnp.log(self.noise)) - self.mean_log_slope(rho, cfg)
+        return -gaussian_entropy(self.noise) - self.mean_log_slope(rho, cfg)
 
     def _output_extrinsic(self, V, ahat):
         """``noise`` exactly: ``t`` gives ``z + xi`` back."""
