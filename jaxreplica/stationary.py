@@ -53,7 +53,7 @@ def unpack(x, chain: Chain, template: OrderParameters) -> OrderParameters:
 
 def stationarity_residual(chain: Chain, template: OrderParameters, cfg):
     """``x -> d phi/dx`` in the packed coordinates."""
-    return jax.grad(lambda x: phi(unpack(x, chain, template), chain, cfg))
+    return jax.grad(lambda x: _potential(template, cfg)(x, chain))
 
 
 def polish(residual_fn, x0, steps: int):
@@ -69,27 +69,66 @@ def polish(residual_fn, x0, steps: int):
     return jax.lax.fori_loop(0, steps, body, (x0, residual_fn(x0)))[0]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
-def at_stationary_point(chain, x, value, template, cfg):
+def at_stationary_point(chain, x, value, template, cfg, gradient: str = "implicit"):
     """``(x, value)``: a stationary point of ``phi`` (packed) and ``phi`` there, as
     functions of ``chain`` for differentiation.
 
-    Derivatives are implicit (``dx = -H^{-1} d(d phi/dx)/d chain``, with ``H`` the
-    Hessian of ``phi``). The rule is traced only under differentiation, so the forward
+    The point's derivative is implicit (``dx = -H^{-1} d(d phi/dx)/d chain``, with ``H``
+    the Hessian of ``phi``). The value's is ``d phi/d chain + d phi/dx . dx``
+    (``gradient="implicit"``): the second term is zero at an exact stationary point and
+    makes the derivative exact to second order in the distance to it at a converged
+    one. With ``gradient="envelope"`` the value's derivative is ``d phi/d chain`` at the
+    point (the envelope theorem), exact to first order in that distance, and nothing
+    of second order is traced: the point's derivative is then NaN (not computed), never
+    a plausible number. The rules are traced only under differentiation, so the forward
     program carries neither the Hessian nor ``phi``.
     """
-    return x, value
+    if gradient == "envelope":
+        return _held_point(chain, x), _value_at(chain, x, value, template, cfg)
+    point = _implicit_point(chain, x, template, cfg)
+    return point, _value_at(chain, point, value, template, cfg)
 
 
-@at_stationary_point.defjvp
-def _at_stationary_point_jvp(cfg, primals, tangents):
-    chain, x, value, template = primals
-    dchain = tangents[0]
-    potential = lambda y, ch: phi(unpack(y, ch, template), ch, cfg)
-    gradient = lambda y, ch: jax.grad(potential)(y, ch)
+@jax.custom_jvp
+def _held_point(chain, x):
+    """``x``, whose derivative in the chain is not computed (NaN)."""
+    return x
+
+
+@_held_point.defjvp
+def _held_point_jvp(primals, tangents):
+    x = primals[1]
+    return x, jnp.full_like(x, jnp.nan)
+
+
+def _potential(template, cfg):
+    return lambda y, ch: phi(unpack(y, ch, template), ch, cfg)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _implicit_point(chain, x, template, cfg):
+    """``x``, with the implicit derivative of the stationary point."""
+    return x
+
+
+@_implicit_point.defjvp
+def _implicit_point_jvp(cfg, primals, tangents):
+    chain, x, template = primals
+    gradient = lambda y, ch: jax.grad(_potential(template, cfg))(y, ch)
     hessian = jax.jacfwd(gradient)(x, chain)
-    (_, r0), (v_dot, r_dot) = jax.jvp(lambda ch: (potential(x, ch), gradient(x, ch)), (chain,), (dchain,))
-    dx = -jnp.linalg.solve(hessian, r_dot)
-    # d value = d phi/d chain + d phi/dx . dx; the second term is zero at an exact
-    # stationary point and keeps the derivative exact at a converged one.
-    return (x, value), (dx, v_dot + jnp.dot(r0, dx))
+    r_dot = jax.jvp(lambda ch: gradient(x, ch), (chain,), (tangents[0],))[1]
+    return x, -jnp.linalg.solve(hessian, r_dot)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _value_at(chain, x, value, template, cfg):
+    """``value`` (``phi`` at ``x``, as the search found it), differentiated as ``phi``
+    in the chain and in ``x``."""
+    return value
+
+
+@_value_at.defjvp
+def _value_at_jvp(cfg, primals, tangents):
+    chain, x, value, template = primals
+    dchain, dx = tangents[0], tangents[1]
+    return value, jax.jvp(_potential(template, cfg), (x, chain), (dx, dchain))[1]

@@ -36,6 +36,7 @@ def test_method_names_are_shorthands_for_schemes():
 @pytest.mark.parametrize("bad, message", [
     (dict(method="newton"), "method"), (dict(method=jr.VAMP, ), "method"),
     (dict(tol=-1.0), "tol"), (dict(max_iter=0), "max_iter"), (dict(polish_steps=-1), "polish_steps"),
+    (dict(gradient="exact"), "gradient"),
 ])
 def test_bad_solver_arguments_raise(bad, message):
     kwargs = dict(bad)
@@ -260,6 +261,28 @@ def test_gradient_through_a_batched_solve():
         h = 1e-5
         fd = (float(f(s + h)) - float(f(s - h))) / (2 * h)
         assert abs(float(gs) - fd) < 1e-6 * max(1.0, abs(fd))
+
+
+def test_envelope_gradient_of_the_values():
+    """``gradient="envelope"``: a value's derivative is the partial derivative of ``phi`` at
+    the converged point. It agrees with the implicit one to first order in the distance to
+    the exact point and with central differences; the fixed point's derivative is NaN,
+    not a number that looks right."""
+    chain = lambda s: jr.Chain(prior=jr.Bimodal(), layers=[(jr.Gaussian(alpha=s), jr.Probit(noise=1e-3))])
+
+    def derivatives(how):
+        both = lambda s: (lambda sol: jnp.stack([sol.mutual_information, sol.mmse]))(jr.solve(chain(s), gradient=how))
+        return np.asarray(jax.vmap(jax.jacfwd(both))(scales))
+
+    scales = jnp.asarray([0.8, 1.2])
+    implicit, envelope = derivatives("implicit"), derivatives("envelope")
+    value = jax.vmap(lambda s: jr.solve(chain(s)).mutual_information)
+    h = 1e-5
+    fd = (np.asarray(value(scales + h)) - np.asarray(value(scales - h))) / (2 * h)
+    np.testing.assert_allclose(envelope[:, 0], implicit[:, 0], rtol=1e-7)
+    np.testing.assert_allclose(envelope[:, 0], fd, rtol=1e-6)
+    np.testing.assert_allclose(implicit[:, 0], fd, rtol=1e-6)
+    assert np.all(np.isfinite(implicit[:, 1])) and np.all(np.isnan(envelope[:, 1]))
 
 
 # ------------------------------------------------------------------ invalid numbers
