@@ -75,12 +75,12 @@ def at_stationary_point(chain, x, value, template, cfg, gradient: str = "implici
 
     The point's derivative is implicit (``dx = -H^{-1} d(d phi/dx)/d chain``, with ``H``
     the Hessian of ``phi``). The value's is ``d phi/d chain + d phi/dx . dx``
-    (``gradient="implicit"``): the second term is zero at an exact stationary point and
-    makes the derivative exact to second order in the distance to it at a converged
-    one. With ``gradient="envelope"`` the value's derivative is ``d phi/d chain`` at the
-    point (the envelope theorem), exact to first order in that distance, and nothing
-    of second order is traced: the point's derivative is then NaN (not computed), never
-    a plausible number. The rules are traced only under differentiation, so the forward
+    (``gradient="implicit"``): the second term is zero at an exact stationary point; at
+    the iteration's fixed point, where ``d phi/dx`` is of the order of the quadrature's
+    error, it cancels that error to first order. With ``gradient="envelope"`` the
+    value's derivative is ``d phi/d chain`` at the point (the envelope theorem), and
+    nothing of second order is traced: the point's derivative is then NaN (not
+    computed), never a plausible number. The rules are traced only under differentiation, so the forward
     program carries neither the Hessian nor ``phi``.
     """
     if gradient == "envelope":
