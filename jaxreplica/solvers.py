@@ -320,7 +320,8 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         quadrature's error (up to 6e-7 relative on the chains compared in
         ``docs/theory.md``); no second derivative of ``phi`` is traced, so a gradient
         program compiles and runs several times faster, and the derivatives of the
-        fixed points and the MMSE are NaN (not computed).
+        fixed points and the MMSE are NaN (not computed; in reverse mode that NaN
+        reaches every derivative of a function that returns them beside the values).
 
     Returns:
       A :class:`Solution`. ``jax.jit``, ``jax.vmap`` over batched chain leaves and

@@ -80,8 +80,8 @@ def at_stationary_point(chain, x, value, template, cfg, gradient: str = "implici
     error, it cancels that error to first order. With ``gradient="envelope"`` the
     value's derivative is ``d phi/d chain`` at the point (the envelope theorem), and
     nothing of second order is traced: the point's derivative is then NaN (not
-    computed), never a plausible number. The rules are traced only under differentiation, so the forward
-    program carries neither the Hessian nor ``phi``.
+    computed), never a plausible number. The rules are traced only under
+    differentiation, so the forward program carries neither the Hessian nor ``phi``.
     """
     if gradient == "envelope":
         return _held_point(chain, x), _value_at(chain, x, value, template, cfg)
@@ -98,7 +98,10 @@ def _held_point(chain, x):
 @_held_point.defjvp
 def _held_point_jvp(primals, tangents):
     x = primals[1]
-    return x, jnp.full_like(x, jnp.nan)
+    # NaN times a linear function of the chain's tangents: a tangent that is linear in
+    # them, so that reverse mode carries it too (it drops a constant one, as a zero).
+    total = sum(jnp.sum(t) for t in jax.tree_util.tree_leaves(tangents[0]) if jnp.issubdtype(t.dtype, jnp.inexact))
+    return x, jnp.full_like(x, jnp.nan) * total
 
 
 def _potential(template, cfg):

@@ -283,6 +283,9 @@ def test_envelope_gradient_of_the_values():
     np.testing.assert_allclose(envelope[:, 0], fd, rtol=1e-6)
     np.testing.assert_allclose(implicit[:, 0], fd, rtol=1e-8)
     assert np.all(np.isfinite(implicit[:, 1])) and np.all(np.isnan(envelope[:, 1]))
+    # reverse mode too: NaN, not the zero a tangent that ignores its inputs would give there
+    mmse = jax.vmap(jax.grad(lambda s: jr.solve(chain(s), gradient="envelope").mmse))(scales)
+    assert np.all(np.isnan(np.asarray(mmse)))
 
 
 # ------------------------------------------------------------------ invalid numbers
