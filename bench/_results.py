@@ -8,9 +8,21 @@ import pathlib
 import platform
 
 
+def _processor() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, where ``platform.processor()``
+    is often empty)."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine(**extra) -> dict:
     """Platform, processor, core count and Python version, plus ``extra`` entries."""
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+    return {"platform": platform.platform(), "processor": _processor(), "cpus": os.cpu_count(),
             "python": platform.python_version(), **extra}
 
 
