@@ -23,6 +23,7 @@ class Status(enum.IntEnum):
     INVALID_INPUT = 3  # a number of the chain is out of range (negative noise, ...)
     ABOVE_INPUT_ENTROPY = 4  # I(X; T) > H(X) for a discrete input: not the solution
     NOT_STATIONARY = 5  # after the Newton polish, d phi/d(order parameters) is not 0
+    LOWER_START_UNCONVERGED = 6  # a start that did not converge reached a smaller phi
 
     def describe(self) -> str:
         return _MESSAGES[self]
@@ -37,6 +38,9 @@ _MESSAGES = {
                           "eigenvalues, or a probability outside (0, 1)",
     Status.ABOVE_INPUT_ENTROPY: "the selected stationary point gives I(X; T) > H(X): it is not the solution",
     Status.NOT_STATIONARY: "the polished point is not stationary (d phi/d(order parameters) above 1e-6)",
+    Status.LOWER_START_UNCONVERGED: "a start that did not converge reached a smaller phi than the selected "
+                                    "point, so the selected branch may not be the solution (raise max_iter "
+                                    "or loosen tol)",
 }
 
 

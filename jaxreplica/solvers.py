@@ -40,6 +40,7 @@ __all__ = ["solve", "solve_layers", "stationarity", "check_method", "METHODS"]
 TINY = 1e-300
 BOUND_SLACK = 1e-9  # round-off allowed above I(X; T) <= H(X)
 POLISHED = 1e-6  # largest stationarity residual of a polished point that counts as stationary
+LOWER_MARGIN = 1e-8  # a start that did not converge this far (relative) below the selected phi casts doubt
 METHODS = ("vamp", "fixed_point")
 GRADIENTS = ("implicit", "envelope")
 
@@ -117,6 +118,10 @@ def _search(chain: Chain, scheme, init, cfg: QuadratureConfig) -> _Found:
     op = jax.tree_util.tree_map(lambda x: x[best], results.op)
     status = _start_status(results)[best]
     x, value = pack(op, chain), potentials[best]
+    # A start that stopped short of tol at a clearly smaller phi than the selected point
+    # may have been on its way to the true minimum: the selection cannot be trusted.
+    doubt = jnp.any(~results.converged & (potentials < value - LOWER_MARGIN * (1.0 + jnp.abs(value))))
+    status = jnp.where((status == Status.CONVERGED) & doubt, Status.LOWER_START_UNCONVERGED, status)
     if scheme.polish_steps > 0:
         residual_fn = stationarity_residual(chain, op, cfg)
         x = polish(residual_fn, x, scheme.polish_steps)

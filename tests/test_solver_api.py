@@ -340,6 +340,29 @@ def test_iteration_cap_is_reported():
     assert "max_iter" in sol.describe()
 
 
+def test_a_lower_start_that_did_not_converge_is_reported():
+    """Binary input through a biased sign layer and a ReLU layer. At scale 1 the start that
+    reaches the smallest phi stopped short of tol (and so did the two that joined it); only
+    the start on the other branch converged, and taking it as the solution gave
+    I = 0.69314 where the scales on either side give 0.55661. A converged result must be
+    on the lower branch; otherwise the status says why it is not trusted."""
+    def chain(scale):
+        return jr.Chain(prior=jr.Bimodal(), layers=[
+            (jr.Gaussian(alpha=1.0, scale=0.9365482411400499 * scale), jr.Probit(noise=1e-3, bias=0.16239339950472642)),
+            (jr.Gaussian(alpha=1.0, scale=2.9328920568376033), jr.ReLU(noise=0.025616221570522627))])
+
+    solve = jax.jit(lambda s: jr.solve(chain(s)))
+    near, here = solve(0.99999), solve(1.0)
+    assert bool(near.converged) and float(near.mutual_information) == pytest.approx(0.5566116298, abs=1e-9)
+    if bool(here.converged):
+        assert float(here.mutual_information) == pytest.approx(0.556612, abs=1e-6)
+    else:
+        assert int(here.status) == jr.Status.LOWER_START_UNCONVERGED
+        assert "smaller phi" in here.describe()
+        # the branch it could not certify is still reported, with the lower potential
+        assert float(np.nanmin(np.asarray(here.branches.potential))) < float(here.potential) - 0.1
+
+
 # ------------------------------------------------------------------ range
 
 
