@@ -157,11 +157,24 @@ def _restart(ok, norm, best, last):
     return ~ok | (norm > SETBACK * best) | (norm > GROWTH * last)
 
 
+NEGLIGIBLE = 1e-30  # an error variance below this (a precision above its inverse) has settled at zero
+
+
 def _change(new: OrderParameters, old: OrderParameters):
-    """Largest relative change of ``V, A, tV, tA`` between two evaluations."""
-    n = jnp.stack([new.V, new.A, new.tV, new.tA])
-    o = jnp.stack([old.V, old.A, old.tV, old.tA])
-    return jnp.max(jnp.abs(n - o) / (jnp.abs(o) + 1e-300))
+    """Largest relative change of ``V, A, tV, tA`` between two evaluations.
+
+    A variance below ``NEGLIGIBLE`` in both (a layer recovered to every digit: a binary
+    hidden layer behind a small noise gives ``V`` near ``1e-46``), or a precision above
+    its inverse in both, counts as unchanged: its relative value there is quadrature
+    noise (a cycle between two values 0.1% apart was seen) that moves nothing else, and
+    would keep the iteration from ever meeting ``tol``."""
+    n = jnp.stack([new.V, new.tV, new.A, new.tA])
+    o = jnp.stack([old.V, old.tV, old.A, old.tA])
+    relative = jnp.abs(n - o) / (jnp.abs(o) + 1e-300)
+    an, ao = jnp.abs(n), jnp.abs(o)
+    settled = jnp.concatenate([jnp.maximum(an[:2], ao[:2]) < NEGLIGIBLE,
+                               jnp.minimum(an[2:], ao[2:]) > 1.0 / NEGLIGIBLE])
+    return jnp.max(jnp.where(settled, 0.0, relative))
 
 
 def finite(op: OrderParameters):
