@@ -89,10 +89,11 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
 
     ``devices=None`` (default) solves every ``(activation, sigma, layer)`` with *one*
     compiled program (:func:`replica_curves`: the activation is data, every entropy a
-    two-layer solve) on the default device: on CPU a ``lax.map`` over them (a vmapped
-    while loop would run every one as long as the slowest), run in one thread per core
-    on interleaved shares; on accelerators one ``vmap`` over the sigmas per activation
-    and layer (same compiled program). The result records ``compile_seconds``
+    two-layer solve) on the default device: on CPU one call per (activation, sigma)
+    pair, a ``lax.map`` over its two layers (a vmapped while loop would run every one
+    as long as the slowest), the calls taken by one thread per core as each finishes;
+    on accelerators one ``vmap`` over the sigmas per activation and layer (same
+    compiled program). The result records ``compile_seconds``
     (tracing and compiling), ``solve_seconds`` and ``threads``. ``devices="all"``, an
     ``int`` or a list of ``jax.Device`` builds one chain per
     sigma (concrete spectra), stacks them and solves them with
@@ -163,8 +164,9 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
 
     ``vectorize`` (default: on accelerators) runs one ``vmap`` over the sigmas per
     activation and layer, both then unbatched so that every ``lax.switch`` runs one
-    branch; otherwise (default on CPU) a ``lax.map`` over all items, in one thread per
-    core on interleaved shares.
+    branch; otherwise (default on CPU) one call per (activation, sigma) pair, a
+    ``lax.map`` over its two layers, the calls taken by one thread per core as each
+    finishes.
 
     Returns ``({name: (H, I, converged)}, compile_seconds, solve_seconds, threads)``,
     each array of shape ``(len(sig), 2)``.
@@ -212,16 +214,13 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
             cores = len(os.sched_getaffinity(0))
         except AttributeError:
             cores = os.cpu_count() or 1
-        threads = max(1, min(cores, len(items) // 2))  # shares are whole pairs
+        threads = max(1, min(cores, len(items) // 2))
         # XLA spreads one execution partly over the cores; two executions side by side
-        # gained about 10% on 2 cores (idle 2-core x86_64). Thread t gets both layers of
-        # the (activation, sigma) pairs t, t + threads, ...: a fair share of each
-        # activation and layer (hardtanh's two-layer solves cost several times the rest).
-        # Shares are padded to one length with a repeated item, so that one compiled
-        # shape serves all.
-        calls = [[i for i in range(len(items)) if (i // 2) % threads == t] for t in range(threads)]
-        size = max(len(c) for c in calls)
-        calls = [c + [c[-1]] * (size - len(c)) for c in calls]
+        # gained about 10% on 2 cores (idle 2-core x86_64). One call per (activation,
+        # sigma) pair, both layers (one compiled shape for all); the threads take the
+        # next pair as each finishes, so that the work evens out whatever the pairs cost
+        # (hardtanh's and tanh's two-layer solves cost several times the rest).
+        calls = [[i, i + 1] for i in range(0, len(items), 2)]
         batch = lambda *xs: jax.lax.map(lambda it: one(*it), xs)
         arguments = lambda call: tuple(
             jnp.asarray([items[i][j] for i in call], dtype=dt) for j, dt in enumerate((jnp.int32, jnp.float64, jnp.int32)))
