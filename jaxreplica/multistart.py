@@ -26,6 +26,15 @@ def layout(scheme) -> str:
 SURVEY_TOL = 1e-6  # the coarse survey's stopping change (the refinement then runs to the scheme's tol)
 
 
+def _unranked(swept):
+    """A sweep's result without its potential (NaN): the survey's end points are
+    refined, and only the refinement's potential ranks the starts, so the free
+    entropies (logarithms of every node's partition function, the ensembles' spectral
+    sums) are left out of the survey's program."""
+    state, op, potential = swept
+    return state, op, jnp.full_like(potential, jnp.nan)
+
+
 def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True, chords: bool = False) -> IterationResult:
     """Every start to convergence: one after the other (``"map"``) or side by side
     (``"vmap"``: each runs as long as the slowest, which an accelerator hides).
@@ -34,7 +43,8 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True, cho
     (``cfg.coarse()``, several times cheaper), to ``SURVEY_TOL``, and then from that end
     point, with the survey's Anderson memory, with the given rules to the scheme's
     tolerance: the many iterations of the way into a basin cost little, the fixed point
-    and everything computed from it are those of the given rules. One after the other,
+    and everything computed from it are those of the given rules. The survey's sweeps
+    leave the potential out (:func:`_unranked`). One after the other,
     a start that runs into the basin of a fixed point an earlier start converged to
     stops there and takes that start's result (most chains have one stationary point,
     which every start would otherwise approach to full precision), in the survey and in
@@ -50,7 +60,7 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True, cho
     count = jax.tree_util.tree_leaves(starts)[0].shape[0]
     unravel = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))[1]
     if survey:
-        coarse_sweep = lambda st: scheme.sweep(st, chain, cfg.coarse(), trho)
+        coarse_sweep = lambda st: _unranked(scheme.sweep(st, chain, cfg.coarse(), trho))
         survey_tol = jnp.maximum(scheme.tol, SURVEY_TOL)
         coarse = lambda st, known: run(coarse_sweep, st, survey_tol, known, probe=chords)
 
