@@ -63,6 +63,12 @@ def configure() -> pathlib.Path | None:
 CROWDED = 0.75  # share of the limit at which the in-memory programs are released
 _EVENTS = ("/jax/core/compile/backend_compile_duration", "/jax/compilation_cache/cache_retrieval_time_sec")
 _new_programs = False  # a program was compiled or loaded since the last look
+_RELEASE_HOOKS = []  # other holders of compiled programs, emptied with JAX's caches
+
+
+def on_release(hook) -> None:
+    """Call ``hook()`` whenever :func:`release_if_crowded` clears JAX's caches."""
+    _RELEASE_HOOKS.append(hook)
 
 
 def _note_program(event, duration, **kwargs):
@@ -96,6 +102,8 @@ def release_if_crowded(tree) -> bool:
     if use is None or use[0] < CROWDED * use[1]:
         return False
     jax.clear_caches()
+    for hook in _RELEASE_HOOKS:
+        hook()
     warnings.warn(
         f"jaxreplica: this process held {use[0]} memory mappings, near the system's limit of {use[1]} "
         "(vm.max_map_count), most of them compiled programs (about a thousand per chain structure); "

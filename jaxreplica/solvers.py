@@ -33,6 +33,7 @@ from jaxreplica.schemes import as_scheme, start_names
 from jaxreplica.solution import Branches, LayerSolutions, Solution, Status
 from jaxreplica.stationary import at_stationary_point, pack, polish, stationarity_residual, unpack
 from jaxreplica._cache import release_if_crowded
+from jaxreplica._programs import call as compiled_call
 from jaxreplica._struct import concrete, pytree, tree_where
 
 __all__ = ["solve", "solve_layers", "stationarity", "check_method", "METHODS"]
@@ -237,8 +238,8 @@ def _conditional_entropy(chain: Chain, scheme, cfg: QuadratureConfig, noisy_hidd
     return entropy, jnp.where(quiet, Status.CONVERGED, found.status).astype(jnp.int32), op
 
 
-def _program(chain: Chain, scheme, init, cfg: QuadratureConfig, noisy_hidden: bool = True,
-             skip_conditional: bool = False, conditional_init=None, gradient: str = "implicit") -> Solution:
+def _program(chain: Chain, scheme, init, conditional_init, cfg: QuadratureConfig, noisy_hidden: bool = True,
+             skip_conditional: bool = False, gradient: str = "implicit") -> Solution:
     # The search enters without tangents (it has no derivative rule of its own; the
     # derivative comes from at_stationary_point below).
     found = _batched_search(cfg)(*jax.lax.stop_gradient((chain, scheme, init)))
@@ -350,8 +351,14 @@ def solve(chain: Chain, method="vamp", *, init: OrderParameters | None = None, t
         raise ValueError(f"gradient must be one of {', '.join(map(repr, GRADIENTS))} (got {gradient!r})")
     # A process that compiled many chain structures gives their memory back here.
     release_if_crowded((chain, init, conditional_init))
-    return _program_jit(chain, scheme, init, quadrature, _maybe_noisy_hidden(chain), skip_conditional=not conditional,
-                        conditional_init=conditional_init, gradient=gradient)
+    statics = dict(cfg=quadrature, noisy_hidden=_maybe_noisy_hidden(chain), skip_conditional=not conditional,
+                   gradient=gradient)
+    # Called from concrete values (eagerly, or in an eager vmap): the compiled program is
+    # found by a key taken before tracing (:mod:`jaxreplica._programs`); else jit's path.
+    found = compiled_call(_program, (chain, scheme, init, conditional_init), statics)
+    if found is not None:
+        return found
+    return _program_jit(chain, scheme, init, conditional_init, **statics)
 
 
 def stationarity(solution: Solution, chain: Chain, quadrature: QuadratureConfig = DEFAULT):

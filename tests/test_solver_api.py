@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import jaxreplica as jr
+from jaxreplica import _programs, solvers
 from jaxreplica.conditional import conditional_chain
 from jaxreplica.iteration import chord, iterate
 from jaxreplica.potential import OrderParameters
@@ -431,7 +432,68 @@ def test_compilation_cache_is_used_and_can_be_switched_off(tmp_path):
     cache = tmp_path / "cache"
     assert _run(SOLVE, {"JAXREPLICA_CACHE_DIR": str(cache)}) == str(cache)
     assert any(cache.iterdir()), "no compiled program was written to the cache"
-    assert _run(SOLVE, {"JAXREPLICA_CACHE_DIR": "off"}) == "None"
+    assert any((cache / "programs").iterdir()), "the solver's program was not kept whole"
+    home = tmp_path / "home"
+    assert _run(SOLVE, {"JAXREPLICA_CACHE_DIR": "off", "XDG_CACHE_HOME": str(home), "HOME": str(home)}) == "None"
+    assert not home.exists() or not any(home.rglob("*")), "a switched-off cache wrote files"
+
+
+SECOND_PROCESS = """
+import jax, jax.numpy as jnp, jaxreplica as jr
+from jaxreplica import _programs
+compiled = []
+_compile = _programs._compile
+_programs._compile = lambda *a: compiled.append(1) or _compile(*a)
+chain = lambda s: jr.Chain(jr.Normal(), [(jr.Gaussian(1.0, s), jr.ReLU(noise=0.01))])
+scales = jnp.array([0.7, 1.0, 1.4])
+alone = jr.solve(chain(1.2)).entropy
+batched = jax.vmap(lambda s: jr.solve(chain(s)).entropy)(scales)
+values = [float(alone)] + [float(v) for v in batched]
+print(len(compiled), " ".join(repr(v) for v in values))
+if {check}:  # the same solves through jit's path (traced, lowered, compiled as usual)
+    plain = [float(jax.jit(jr.solve)(chain(1.2)).entropy)]
+    plain += [float(v) for v in jax.jit(jax.vmap(lambda s: jr.solve(chain(s)).entropy))(scales)]
+    print(max(abs(a - b) for a, b in zip(values, plain)))
+"""
+
+
+def test_a_second_process_loads_the_solver_programs_without_tracing(tmp_path):
+    """``jr.solve`` called eagerly and in an eager ``jax.vmap`` keeps its compiled programs
+    whole on disk, keyed before tracing: a second process loads them without compiling
+    (or tracing) anything and computes the same numbers as jit's path."""
+    env = {"JAXREPLICA_CACHE_DIR": str(tmp_path)}
+    first = _run(SECOND_PROCESS.format(check=True), env).splitlines()
+    count, *values = first[0].split()
+    assert count == "2" and len(list((tmp_path / "programs").iterdir())) == 2
+    assert float(first[1]) <= 1e-12, first[1]
+    count2, *values2 = _run(SECOND_PROCESS.format(check=False), env).split()
+    assert count2 == "0" and values2 == values
+
+
+def test_programs_keyed_before_tracing_only_where_the_key_is_exact():
+    """A user's Python function inside the chain cannot be written into a key that another
+    process would read the same way: its program stays in memory only. Under ``jit`` (or
+    any transformation but an eager ``vmap``) the lookup steps aside for jit's path."""
+    statics = dict(cfg=jr.QuadratureConfig(), noisy_hidden=False, skip_conditional=False, gradient="implicit")
+
+    def path(chain):
+        args = (chain, jr.VAMP(), None, None)
+        leaves, tree = jax.tree_util.tree_flatten(args)
+        return _programs._disk_path(solvers._program, tree, leaves, None, None, statics)
+
+    own = jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.Tanh(noise=0.01))])
+    user = jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.Activation(jnp.tanh, noise=0.01))])
+    if jr._cache.configure() is not None:
+        assert path(own) is not None and path(own) == path(own)
+        other = dict(statics, cfg=jr.QuadratureConfig(legendre=statics["cfg"].legendre + 1))
+        leaves, tree = jax.tree_util.tree_flatten((own, jr.VAMP(), None, None))
+        assert _programs._disk_path(solvers._program, tree, leaves, None, None, other) != path(own)
+    assert path(user) is None
+
+    seen = []
+    jax.jit(lambda s: seen.append(_programs.call(solvers._program, (jr.Chain(
+        jr.Normal(), [(jr.Gaussian(1.0, s), jr.Linear(noise=0.1))]), jr.VAMP(), None, None), statics)) or s)(1.0)
+    assert seen == [None]
 
 
 CROWDED = """
