@@ -84,15 +84,19 @@ def _cpu_flags() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _machine_digest() -> str:
-    """Digest of what compiles a program here: JAX and its settings, the device, the CPU."""
+def _machine() -> tuple:
+    """What compiles a program here: the versions of JAX and NumPy (which builds the
+    rules' constants), XLA's flags, the device, the CPU."""
     device = jax.devices()[0]
-    settings = sorted((k, repr(v)) for k, v in jax.config.values.items()
-                      if "cache" not in k and "log" not in k)
-    parts = (FORMAT, jax.__version__, jaxlib.__version__, settings, os.environ.get("XLA_FLAGS", ""),
-             device.platform, device.device_kind, device.client.platform_version, jax.device_count(),
-             jax.process_count(), platform.machine(), _cpu_flags())
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
+    return (FORMAT, jax.__version__, jaxlib.__version__, np.__version__, os.environ.get("XLA_FLAGS", ""),
+            device.platform, device.device_kind, device.client.platform_version, jax.device_count(),
+            jax.process_count(), platform.machine(), _cpu_flags())
+
+
+def _settings() -> tuple:
+    """JAX's settings at this call (a program traced under others may differ); about
+    35 us, read at every call since a process may change them."""
+    return tuple(sorted((k, repr(v)) for k, v in jax.config.values.items() if "cache" not in k and "log" not in k))
 
 
 def _encode(value):
@@ -226,25 +230,25 @@ def _read(path: pathlib.Path) -> _Program | None:
         return None
 
 
-def _disk_path(fn, tree, values, dims, size, statics) -> pathlib.Path | None:
+def _disk_path(fn, tree, values, dims, size, statics, settings) -> pathlib.Path | None:
     directory = configure()
     if directory is None:
         return None
     try:
         text = repr((fn.__module__, fn.__qualname__, _encode_tree(tree), [_aval(v) for v in values], dims, size,
-                     _encode(statics), _source_digest(), _machine_digest()))
+                     _encode(statics), _source_digest(), _machine(), settings))
     except _Unkeyable:
         return None
     return pathlib.Path(directory) / "programs" / (hashlib.sha256(text.encode()).hexdigest() + ".bin")
 
 
-def _program_for(memory_key, fn, tree, values, dims, size, statics) -> _Program | None:
+def _program_for(memory_key, fn, tree, values, dims, size, statics, settings) -> _Program | None:
     """The program for a call: held in memory, read from disk or exported and written
     there; None where the call cannot be keyed exactly (then jit's path serves it)."""
     if memory_key in _held:
         return _held[memory_key]
     with _lock:
-        path = _disk_path(fn, tree, values, dims, size, statics)
+        path = _disk_path(fn, tree, values, dims, size, statics, settings)
         program = _read(path) if path is not None and path.exists() else None
         if program is None and path is not None:
             program, exported = _compile(fn, tree, values, dims, statics)
@@ -280,12 +284,13 @@ def call(fn, args: tuple, statics: dict):
     if unpacked is None:
         return None
     values, dims, size = unpacked
-    memory_key = (fn, tree, tuple(_aval(v) for v in values), dims, size, tuple(sorted(statics.items())))
+    settings = _settings()
+    memory_key = (fn, tree, tuple(_aval(v) for v in values), dims, size, tuple(sorted(statics.items())), settings)
     try:
         hash(memory_key)
     except TypeError:  # static data JAX's own jit could not key either
         return None
-    program = _program_for(memory_key, fn, tree, values, dims, size, statics)
+    program = _program_for(memory_key, fn, tree, values, dims, size, statics, settings)
     if program is None:
         return None
     if dims is None:

@@ -479,7 +479,7 @@ def test_programs_keyed_before_tracing_only_where_the_key_is_exact():
     def path(chain):
         args = (chain, jr.VAMP(), None, None)
         leaves, tree = jax.tree_util.tree_flatten(args)
-        return _programs._disk_path(solvers._program, tree, leaves, None, None, statics)
+        return _programs._disk_path(solvers._program, tree, leaves, None, None, statics, _programs._settings())
 
     own = jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.Tanh(noise=0.01))])
     user = jr.Chain(jr.Normal(), [(jr.Gaussian(1.0), jr.Activation(jnp.tanh, noise=0.01))])
@@ -487,7 +487,12 @@ def test_programs_keyed_before_tracing_only_where_the_key_is_exact():
         assert path(own) is not None and path(own) == path(own)
         other = dict(statics, cfg=jr.QuadratureConfig(legendre=statics["cfg"].legendre + 1))
         leaves, tree = jax.tree_util.tree_flatten((own, jr.VAMP(), None, None))
-        assert _programs._disk_path(solvers._program, tree, leaves, None, None, other) != path(own)
+        assert _programs._disk_path(solvers._program, tree, leaves, None, None, other,
+                                    _programs._settings()) != path(own)
+        plain = path(own)
+        with jax.numpy_rank_promotion("raise" if jax.config.jax_numpy_rank_promotion != "raise" else "allow"):
+            assert path(own) != plain, "a program traced under other JAX settings must have another key"
+        assert path(own) == plain
     assert path(user) is None
 
     seen = []
