@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import functools
 import hashlib
+import importlib.util
 import os
 import pathlib
 import pickle
@@ -208,6 +209,13 @@ def _loaded(exported, out_tree) -> _Program:
     return _Program(jax.jit(exported.call), out_tree)
 
 
+@functools.lru_cache(maxsize=None)
+def _can_write() -> bool:
+    """Whether exported programs can be written (``flatbuffers``, a dependency of this
+    package that JAX leaves optional, is installed); without it jit's path serves."""
+    return importlib.util.find_spec("flatbuffers") is not None
+
+
 def _skeleton(out_tree):
     return jax.tree_util.tree_unflatten(out_tree, [0] * out_tree.num_leaves)
 
@@ -277,7 +285,7 @@ batching.primitive_batchers[_call_p] = _batched_rule
 def call(fn, args: tuple, statics: dict):
     """``fn(*args, **statics)`` from a compiled program found before tracing, or None
     where that does not apply (see the module's docstring)."""
-    if jax.config.jax_disable_jit or configure() is None:
+    if jax.config.jax_disable_jit or configure() is None or not _can_write():
         return None
     leaves, tree = jax.tree_util.tree_flatten(args)
     unpacked = _unpack(leaves)
