@@ -57,7 +57,7 @@ class _Unkeyable(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class _Program:
-    run: object  # a jax.stages.Compiled taking the flat leaves
+    run: object  # jax.jit of the exported program: the flat leaves in, the output's leaves out
     out_tree: object
 
 
