@@ -9,9 +9,10 @@ the program, exported as StableHLO (:mod:`jax.export`), in ``<cache directory>/p
 A later process reads it and compiles it through JAX's persistent cache, which holds the
 executable: neither tracing nor lowering of the solver runs again.
 
-It serves the calls that are not being traced: an eager ``solve(chain)``, and a
-``solve`` inside an eager ``jax.vmap`` (the lanes are laid out in one batched program,
-the one ``jax.vmap`` of the jitted solver compiles). Under ``jit``, ``grad`` or any other
+It serves the calls that are not being traced: an eager ``solve(chain)``, a ``solve``
+inside an eager ``jax.vmap`` (the lanes are laid out in one batched program, the one
+``jax.vmap`` of the jitted solver compiles), and callers that compile one program ahead
+of many calls (:func:`compiled`: the Figure-2 sweep). Under ``jit``, ``grad`` or any other
 transformation, with the cache switched off, and wherever the key cannot be written
 down exactly (a user's Python function inside the chain, arrays placed on other
 devices), :func:`call` returns None and the caller takes the ordinary jitted path: that
@@ -282,9 +283,9 @@ def _batched_rule(values, dims, *, program, expected):
 batching.primitive_batchers[_call_p] = _batched_rule
 
 
-def call(fn, args: tuple, statics: dict):
-    """``fn(*args, **statics)`` from a compiled program found before tracing, or None
-    where that does not apply (see the module's docstring)."""
+def _find(fn, args: tuple, statics: dict):
+    """``(program, leaves, values, dims)`` for ``fn(*args, **statics)``, or None where the
+    store does not apply (see the module's docstring)."""
     if jax.config.jax_disable_jit or configure() is None or not _can_write():
         return None
     leaves, tree = jax.tree_util.tree_flatten(args)
@@ -299,13 +300,34 @@ def call(fn, args: tuple, statics: dict):
     except TypeError:  # static data JAX's own jit could not key either
         return None
     program = _program_for(memory_key, fn, tree, values, dims, size, statics, settings)
-    if program is None:
+    return None if program is None else (program, leaves, values, dims)
+
+
+def call(fn, args: tuple, statics: dict):
+    """``fn(*args, **statics)`` from a compiled program found before tracing, or None
+    where that does not apply (see the module's docstring)."""
+    found = _find(fn, args, statics)
+    if found is None:
         return None
+    program, leaves, values, dims = found
     if dims is None:
         out = program.run(*values)
     else:
         out = _call_p.bind(*leaves, program=program, expected=dims)
     return jax.tree_util.tree_unflatten(program.out_tree, list(out))
+
+
+def compiled(fn, args: tuple, statics: dict):
+    """``fn(*a, **statics)`` compiled now for arguments ``a`` of the structure and shapes of
+    the concrete ``args``, its program found before tracing (or exported and kept), or
+    None where that does not apply: jit's ahead-of-time compilation for a caller that
+    runs one program many times."""
+    found = _find(fn, args, statics)
+    if found is None or found[3] is not None:
+        return None
+    program, _, values, _ = found
+    executable = program.run.lower(*values).compile()
+    return lambda *a: jax.tree_util.tree_unflatten(program.out_tree, list(executable(*jax.tree_util.tree_leaves(a))))
 
 
 def release() -> None:

@@ -72,3 +72,42 @@ def test_replica_curves_vectorized_matches_map():
         assert np.all(runs[0][name][2]) and np.all(runs[1][name][2])
         np.testing.assert_allclose(runs[1][name][0], runs[0][name][0], atol=1e-10)
         np.testing.assert_allclose(runs[1][name][1], runs[0][name][1], atol=1e-10)
+
+
+SWEEP_PROCESS = """
+import json, jaxreplica as jr
+from jaxreplica import _programs
+from jaxreplica.experiments.figure2 import demo_spectra, replica_curves
+compiled = []
+_compile = _programs._compile
+_programs._compile = lambda *a: compiled.append(1) or _compile(*a)
+eig1, eig2 = demo_spectra(40, 42)
+curves = replica_curves(["linear", "relu"], [0.5, 2.0], eig1, eig2, progress=False)[0]
+print(len(compiled), json.dumps({k: [v.tolist() for v in c] for k, c in curves.items()}))
+"""
+
+
+def test_the_sweep_program_is_kept_and_loaded_in_a_later_process(tmp_path):
+    """The sweep's one program is keyed before tracing: a second process finds it on disk
+    (nothing exported or traced again) and computes the same numbers."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAXREPLICA_CACHE_DIR=str(tmp_path))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", SWEEP_PROCESS], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr
+        count, values = out.stdout.strip().splitlines()[-1].split(" ", 1)
+        return int(count), json.loads(values)
+
+    first_count, first = run()
+    assert first_count == 1 and len(list((tmp_path / "programs").iterdir())) == 1
+    second_count, second = run()
+    assert second_count == 0 and second == first
+    eig1, eig2 = demo_spectra(40, 42)
+    lay = jr.solve_layers(figure2_chain("relu", eig1, eig2, 2.0))
+    assert abs(first["relu"][0][1][1] - float(lay.entropy[1])) < 1e-10

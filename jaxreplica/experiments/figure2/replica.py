@@ -12,9 +12,9 @@ data); with ``devices`` the sigmas are split over devices
 
 from __future__ import annotations
 
-import time
-
+import functools
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxreplica._programs import compiled as keyed_program
 from jaxreplica.activations import ACTIVATIONS, channel, check_position, has_channel
 from jaxreplica.batched import batch_mesh, describe_mesh, solve_layers_batched, stack_chains
 from jaxreplica.chain import Chain, SpectralLayer, chain_from_spectra
@@ -146,6 +147,40 @@ def run_sweep(activations=("linear", "hardtanh", "relu"), sigmas=DEFAULT_SIGMAS,
     return out
 
 
+def _point(eig1, eig2, index, sigma, deep, *, options, linear, noise, hidden_noise, method, noise_position):
+    """``(H, I, converged)`` of one item of :func:`replica_curves`: activation ``index``
+    of ``options``, weight scale ``sigma``, ``T_2`` where ``deep`` else ``T_1``."""
+    s2 = sigma**2
+    switched = lambda i: Switched(options=options, index=i)  # noqa: E731
+    # T_1's chain has the noiseless orthogonal layer first (a known zero keeps the
+    # conditional chain out of the program when no layer of T_2 is noisy either).
+    first_noise = jnp.where(deep, hidden_noise, 0.0) if hidden_noise else 0.0
+    if method == "vamp":
+        chain = chain_from_spectra(Normal(mean=0.0, var=1.0), [
+            SpectralLayer(jnp.where(deep, eig1 * s2, jnp.ones_like(eig1)), 1.0, switched(jnp.where(deep, index, linear))),
+            SpectralLayer(jnp.where(deep, eig2 * s2, eig1 * s2), 1.0, switched(index))],
+            hidden_noise=first_noise, last_noise=noise, noise_position=noise_position)
+        sol = solve(chain, method)
+        return sol.entropy, sol.mutual_information, sol.converged
+    # The fixed-point scheme needs the theta root of every ensemble, which the
+    # all-ones spectrum of O lacks once A V > 1/4; it solves T_1's own one-layer chain
+    # (a second solver loop in the program; under lax.map only one branch runs).
+    chain = figure2_chain(switched(index), eig1, eig2, sigma, noise, hidden_noise, noise_position)
+    shallow = chain_from_spectra(Normal(mean=0.0, var=1.0), [SpectralLayer(eig1 * s2, 1.0, switched(index))],
+                                 last_noise=noise, noise_position=noise_position)
+    fields = lambda sol: (sol.entropy, sol.mutual_information, sol.converged)  # noqa: E731
+    return jax.lax.cond(deep, lambda: fields(solve(chain, method)), lambda: fields(solve(shallow, method)))
+
+
+def _points(eig1, eig2, index, sigma, deep, *, vectorize, **statics):
+    """:func:`_point` over a call's items: a ``vmap`` over the sigmas (one activation and
+    layer) with ``vectorize``, else a ``lax.map`` over ``(index, sigma, deep)`` triples."""
+    one = lambda i, s, d: _point(eig1, eig2, i, s, d, **statics)  # noqa: E731
+    if vectorize:
+        return jax.vmap(one, in_axes=(None, 0, None))(index, sigma, deep)
+    return jax.lax.map(lambda it: one(*it), (index, sigma, deep))
+
+
 def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", progress=True, vectorize=None, *,
                    hidden_noise=0.0, noise_position="before"):
     """``H(T_l)``, ``I(X; T_l)`` of the Figure-2 chain (spectra ``sigma^2 eig_k``) for
@@ -176,29 +211,6 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     linear = names.index("linear")
     # (activation, sigma, layer): layer 0 is T_1, 1 is T_2.
     items = [(a, s, l) for a in range(len(activations)) for s in sig for l in (0, 1)]
-    ones = np.ones_like(eig1)
-
-    def one(index, sigma, deep):
-        s2 = sigma**2
-        switched = lambda i: Switched(options=options, index=i)  # noqa: E731
-        # T_1's chain has the noiseless orthogonal layer first (a known zero keeps the
-        # conditional chain out of the program when no layer of T_2 is noisy either).
-        first_noise = jnp.where(deep, hidden_noise, 0.0) if hidden_noise else 0.0
-        if method == "vamp":
-            chain = chain_from_spectra(Normal(mean=0.0, var=1.0), [
-                SpectralLayer(jnp.where(deep, eig1 * s2, ones), 1.0, switched(jnp.where(deep, index, linear))),
-                SpectralLayer(jnp.where(deep, eig2 * s2, eig1 * s2), 1.0, switched(index))],
-                hidden_noise=first_noise, last_noise=noise, noise_position=noise_position)
-            sol = solve(chain, method)
-            return sol.entropy, sol.mutual_information, sol.converged
-        # The fixed-point scheme needs the theta root of every ensemble, which the
-        # all-ones spectrum of O lacks once A V > 1/4; it solves T_1's own one-layer chain
-        # (a second solver loop in the program; under lax.map only one branch runs).
-        chain = figure2_chain(switched(index), eig1, eig2, sigma, noise, hidden_noise, noise_position)
-        shallow = chain_from_spectra(Normal(mean=0.0, var=1.0), [SpectralLayer(eig1 * s2, 1.0, switched(index))],
-                                     last_noise=noise, noise_position=noise_position)
-        fields = lambda sol: (sol.entropy, sol.mutual_information, sol.converged)  # noqa: E731
-        return jax.lax.cond(deep, lambda: fields(solve(chain, method)), lambda: fields(solve(shallow, method)))
 
     if vectorize is None:
         vectorize = jax.default_backend() != "cpu"
@@ -206,7 +218,6 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
         threads = 1
         calls = [[i for i, it in enumerate(items) if it[0] == a and it[2] == l]
                  for a in range(len(activations)) for l in (0, 1)]
-        batch = jax.vmap(one, in_axes=(None, 0, None))
         arguments = lambda call: (jnp.int32(items[call[0]][0]), jnp.asarray([items[i][1] for i in call]),
                                   jnp.int32(items[call[0]][2]))
     else:
@@ -221,12 +232,17 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
         # next pair as each finishes, so that the work evens out whatever the pairs cost
         # (hardtanh's and tanh's two-layer solves cost several times the rest).
         calls = [[i, i + 1] for i in range(0, len(items), 2)]
-        batch = lambda *xs: jax.lax.map(lambda it: one(*it), xs)
         arguments = lambda call: tuple(
             jnp.asarray([items[i][j] for i in call], dtype=dt) for j, dt in enumerate((jnp.int32, jnp.float64, jnp.int32)))
     bar = tqdm(total=1, desc="compile", disable=not progress)
     start = time.perf_counter()
-    compiled = jax.jit(batch).lower(*arguments(calls[0])).compile()
+    statics = dict(options=options, linear=linear, noise=noise, hidden_noise=hidden_noise, method=method,
+                   noise_position=noise_position, vectorize=bool(vectorize))
+    first = (eig1, eig2) + arguments(calls[0])
+    # The program from the store keyed before tracing (a later run neither traces nor
+    # lowers it), else jit's.
+    compiled = (keyed_program(_points, first, statics)
+                or jax.jit(functools.partial(_points, **statics)).lower(*first).compile())
     compile_seconds = time.perf_counter() - start
     bar.update()
     bar.close()
@@ -234,7 +250,7 @@ def replica_curves(activations, sig, eig1, eig2, noise=1e-5, method="vamp", prog
     bar = tqdm(total=len(items), desc="sweep", disable=not progress)
 
     def execute(call):
-        res = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(compiled(*arguments(call))))
+        res = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(compiled(eig1, eig2, *arguments(call))))
         bar.update(len(set(call)))
         return res
 
