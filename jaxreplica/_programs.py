@@ -260,7 +260,13 @@ def _program_for(memory_key, fn, tree, values, dims, size, statics, settings) ->
         path = _disk_path(fn, tree, values, dims, size, statics, settings)
         program = _read(path) if path is not None and path.exists() else None
         if program is None and path is not None:
-            program, exported = _compile(fn, tree, values, dims, statics)
+            try:
+                program, exported = _compile(fn, tree, values, dims, statics)
+            except Exception:  # noqa: BLE001 - what export cannot take goes jit's way, which
+                program = None  # raises whatever tracing raises
+            if program is None:
+                _held[memory_key] = None
+                return None
             try:
                 _write(path, exported, program.out_tree)
             except Exception:  # noqa: BLE001 - a full or read-only disk: keep it in memory

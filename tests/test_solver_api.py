@@ -501,6 +501,26 @@ def test_programs_keyed_before_tracing_only_where_the_key_is_exact():
     assert seen == [None]
 
 
+
+def test_a_program_export_cannot_take_goes_the_jitted_way(monkeypatch):
+    """Where exporting the program fails, the call takes jit's path (same numbers) and the
+    key is remembered as jit's, so the export is not tried again."""
+    chain = jr.Chain(jr.Normal(), [(jr.Gaussian(1.0, 0.9), jr.LeakyReLU(noise=0.02))])
+    expected = float(jax.jit(jr.solve)(chain).entropy)
+    tried = []
+
+    def fail(*args):
+        tried.append(1)
+        raise RuntimeError("export refused")
+
+    monkeypatch.setattr(_programs, "_held", {})
+    monkeypatch.setattr(_programs, "_read", lambda path: None)
+    monkeypatch.setattr(_programs, "_compile", fail)
+    first, second = float(jr.solve(chain).entropy), float(jr.solve(chain).entropy)
+    assert first == second and abs(first - expected) < 1e-12
+    if jr._cache.configure() is not None:
+        assert tried == [1] and list(_programs._held.values()) == [None]
+
 CROWDED = """
 import warnings, jaxreplica as jr
 from jaxreplica import _cache
