@@ -149,14 +149,14 @@ def _aval(x):
 # -- what a call hands over -----------------------------------------------------------
 
 
-def _on_default_device(x) -> bool:
+def _on_device(x, device) -> bool:
     if not isinstance(x, jax.Array):
         return True
     try:
         devices = x.devices()
     except Exception:  # noqa: BLE001 - not a placed array
         return False
-    return devices == {jax.devices()[0]} and not getattr(x, "is_deleted", lambda: False)()
+    return devices == {device} and not getattr(x, "is_deleted", lambda: False)()
 
 
 def _unpack(leaves):
@@ -176,7 +176,8 @@ def _unpack(leaves):
         else:
             values.append(x)
             dims.append(None)
-    if not all(_on_default_device(v) for v in values):
+    device = jax.devices()[0]
+    if not all(_on_device(v, device) for v in values):
         return None
     if trace is None:
         return values, None, None
@@ -251,26 +252,31 @@ def _disk_path(fn, tree, values, dims, size, statics, settings) -> pathlib.Path 
     return pathlib.Path(directory) / "programs" / (hashlib.sha256(text.encode()).hexdigest() + ".bin")
 
 
+def _exported(path, fn, tree, values, dims, statics) -> _Program | None:
+    """The program exported now and written to ``path``; None where export cannot take
+    it (jit's path then serves it, and raises whatever tracing raises)."""
+    try:
+        program, exported = _compile(fn, tree, values, dims, statics)
+    except Exception:  # noqa: BLE001
+        return None
+    try:
+        _write(path, exported, program.out_tree)
+    except Exception:  # noqa: BLE001 - a full or read-only disk: keep it in memory
+        pass
+    return program
+
+
 def _program_for(memory_key, fn, tree, values, dims, size, statics, settings) -> _Program | None:
     """The program for a call: held in memory, read from disk or exported and written
-    there; None where the call cannot be keyed exactly (then jit's path serves it)."""
+    there; None (remembered) where the call cannot be keyed exactly or exported, for
+    jit's path."""
     if memory_key in _held:
         return _held[memory_key]
     with _lock:
         path = _disk_path(fn, tree, values, dims, size, statics, settings)
-        program = _read(path) if path is not None and path.exists() else None
-        if program is None and path is not None:
-            try:
-                program, exported = _compile(fn, tree, values, dims, statics)
-            except Exception:  # noqa: BLE001 - what export cannot take goes jit's way, which
-                program = None  # raises whatever tracing raises
-            if program is None:
-                _held[memory_key] = None
-                return None
-            try:
-                _write(path, exported, program.out_tree)
-            except Exception:  # noqa: BLE001 - a full or read-only disk: keep it in memory
-                pass
+        program = None
+        if path is not None:
+            program = (_read(path) if path.exists() else None) or _exported(path, fn, tree, values, dims, statics)
         _held[memory_key] = program
     return program
 
