@@ -72,7 +72,12 @@ EPS = 2.0**-53  # half an ulp of 1: t in (-1 + EPS, 1 - EPS) keeps atanh finite
 SPAN = 9.0  # the prior's span in u (mass 2e-19 outside)
 WINDOW = 9.0  # half-width of the likelihood's window in q (exp(-40.5))
 NEWTON_STEPS = 40
-TAIL_STEP = 1.0  # geometric ratio exp(-TAIL_STEP) of the levels towards each end
+# Geometric ratio exp(-TAIL_STEP) of the levels towards each end: with 4 levels the last
+# is 3e-4 of a uniform step from the end. With ratio exp(-1) (6e-3) a prior far wider
+# than the activation's turn (pre-activation variance 100 and more) left the bend
+# beyond the last level to one uniform segment: tanh's functions were 2.5e-5 off at
+# variance 900, erf's 9e-6 at 100.
+TAIL_STEP = 2.0
 # c of the teacher's breakpoints where phi saturates (see SmoothChannel._knees): 1/64 .. 181
 KNEE_LEVELS = 2.0 ** np.arange(-6.0, 8.0, 1.5)
 

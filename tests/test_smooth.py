@@ -250,6 +250,25 @@ def test_hidden_functions_where_a_wide_prior_meets_a_flat_likelihood(kind):
 
 
 @pytest.mark.parametrize("kind", ["tanh", "erf"])
+def test_hidden_functions_where_the_prior_is_far_wider_than_the_turn(kind):
+    """Pre-activation variances 100 and 900 (weight scales 10 and 30) with student priors
+    of variance 0.1 to 0.99 of that: in the posterior's variable the activation's turn
+    and its bend into saturation are a sliver of the prior's span, resolved by the
+    levels of the likelihood geometric towards the ends of the range. The default rules
+    against rules finer in that variable: within 2e-6 (with the levels in ratio e^-1
+    instead of e^-2, tanh's functions were 3e-5 off and erf's 5e-5)."""
+    ch = CHANNELS[kind](noise=1e-3)
+    points = [(rho, A, f * rho) for rho in (100.0, 900.0) for A in (1e-2, 1.0, 30.0) for f in (0.99, 0.5, 0.1)]
+    fine = jr.QuadratureConfig(smooth_grid=48, smooth_levels=25, smooth_tail=8, smooth_legendre=16)
+
+    def functions(cfg):
+        one = lambda rho, A, V: jnp.stack(ch.hidden_functions(A, V, rho, cfg))  # noqa: E731
+        return np.asarray(jax.jit(jax.vmap(one))(*map(jnp.asarray, zip(*points))))
+
+    np.testing.assert_allclose(functions(jr.QuadratureConfig()), functions(fine), rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("kind", ["tanh", "erf"])
 def test_hidden_functions_at_large_weight_scales(kind):
     """Pre-activations of variance 900 (weights at scale 30): the activation's turn is a
     narrow feature of the teacher's law, which the rules must refine towards. The default
