@@ -102,9 +102,10 @@ class QuadratureConfig:
     # Beyond that grid (rho up to 100, V above 10) the inner rule's uniform segments were
     # the limit with 4 of them (8 Legendre nodes on 4.5 sds of the prior: 3e-7 of its mass;
     # erf's Ahat 1e-5 off at rho = 24, 1e-7 with 8 segments); with 12 the rest is w's (up to
-    # about 5e-7 in Ahat and Vhat there). xi has 24 nodes: with 16, the noisy two-layer tanh
-    # chain's H(T_2) at weight scale 10 was 6e-7 off (24, 32 and 40 nodes agree within
-    # 2e-8).
+    # about 5e-7 in Ahat and Vhat there), but where V is near rho (100 and more) the
+    # likelihood's levels towards the ends of the range (jaxreplica.smooth.TAIL_STEP).
+    # xi has 24 nodes: with 16, the noisy two-layer tanh chain's H(T_2) at weight scale
+    # 10 was 6e-7 off (24, 32 and 40 nodes agree within 2e-8).
     smooth_average_segments: int = 32
     smooth_teacher_segments: int = 16
     smooth_teacher_legendre: int = 10
