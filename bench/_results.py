@@ -7,6 +7,8 @@ import os
 import pathlib
 import platform
 
+import jax
+
 
 def _processor() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux, where ``platform.processor()``
@@ -21,9 +23,12 @@ def _processor() -> str:
 
 
 def machine(**extra) -> dict:
-    """Platform, processor, core count and Python version, plus ``extra`` entries."""
+    """Platform, processor, core count, Python and JAX versions and JAX's default device,
+    plus ``extra`` entries."""
+    device = jax.devices()[0]
     return {"platform": platform.platform(), "processor": _processor(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), **extra}
+            "python": platform.python_version(), "jax": jax.__version__,
+            "device": f"{device.platform}: {device.device_kind}", **extra}
 
 
 def write(path: pathlib.Path, result: dict) -> None:
