@@ -12,7 +12,7 @@ from jaxreplica.conditional import conditional_chain
 from jaxreplica.iteration import chord, iterate
 from jaxreplica.potential import OrderParameters
 from jaxreplica.schemes import for_training
-from jaxreplica.training.tracking import _jitted_solve
+from jaxreplica.training.tracking import _layer_solve
 
 
 def _chain(noise=1e-3, scale=1.2, eig=None, act=jr.ReLU):
@@ -196,7 +196,7 @@ def test_training_runs_named_methods_without_the_survey():
         assert type(chosen) is scheme and chosen.survey is False and scheme().survey is True
     given = jr.VAMP(tol=1e-9)
     assert for_training(given) is given
-    assert _jitted_solve("vamp", 100).__wrapped__.keywords["method"].survey is False
+    assert _layer_solve("vamp", 100).keywords["method"].survey is False
     with pytest.raises(ValueError, match="method"):
         for_training("newton")
 

@@ -198,7 +198,7 @@ def test_recompute_keeps_the_recorded_quadrature(tmp_path):
 @needs_engine
 def test_tracking_failure_records_nan_and_training_goes_on(monkeypatch):
     """A solve that raises or does not converge gives NaN with its reason; training continues."""
-    real = tracking._jitted_solve("vamp", 1000)
+    real = tracking._layer_solve("vamp", 1000)
     calls = {"n": 0}
 
     def flaky(chain, tol, init, conditional=True, conditional_init=None):
@@ -210,7 +210,7 @@ def test_tracking_failure_records_nan_and_training_goes_on(monkeypatch):
             return sol.replace(converged=jnp.asarray(False), iterations=jnp.asarray(1000))
         return sol
 
-    monkeypatch.setattr(tracking, "_jitted_solve", lambda method, max_iter, quadrature=None: flaky)
+    monkeypatch.setattr(tracking, "_layer_solve", lambda method, max_iter, quadrature=None: flaky)
     net, data = _figure3(30, samples_per_dim=10)
     _, hist = jt.train(net, data, jax.random.key(0), jt.TrainConfig(epochs=2), progress=False)
     # calls 1, 4, 7 (layer 1) raise; calls 2, 5, 8 (layer 2) do not converge; layer 3 is fine
