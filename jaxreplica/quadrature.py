@@ -88,11 +88,7 @@ class QuadratureConfig:
     # smooth_average_segments uniform segments over +-half_width sd. Teacher: y0 on
     # smooth_teacher_segments uniform segments of smooth_teacher_legendre nodes over
     # +-smooth_teacher_width sd (plus the turn's graded segments and the saturation
-    # breakpoints of jaxreplica.smooth), w on smooth_hermite_w Gauss-Hermite nodes, xi on
-    # smooth_hermite_xi nodes of a trapezoid rule in a variable that follows the switch of
-    # a nearly two-valued posterior (jaxreplica.smooth._noise_rule; a Gauss-Hermite rule
-    # of 24 nodes, before, was up to 1.3e-4 off there; 40 nodes hold it to 6e-8, 32 to
-    # 1e-6). Each posterior
+    # breakpoints of jaxreplica.smooth), w and xi on Gauss-Hermite nodes. Each posterior
     # (one rule in u per teacher node (y0, w), serving every xi): composite Gauss-Legendre
     # (smooth_legendre nodes a segment) on the merged grid of smooth_grid uniform segments
     # in u and smooth_levels uniform levels of the likelihood in t, with smooth_tail levels
@@ -108,14 +104,14 @@ class QuadratureConfig:
     # erf's Ahat 1e-5 off at rho = 24, 1e-7 with 8 segments); with 12 the rest is w's (up to
     # about 5e-7 in Ahat and Vhat there), but where V is near rho (100 and more) the
     # likelihood's levels towards the ends of the range (jaxreplica.smooth.TAIL_STEP).
-    # (With Gauss-Hermite in xi, 16 nodes left the noisy two-layer tanh chain's H(T_2) at
-    # weight scale 10 6e-7 off.)
+    # xi has 24 nodes: with 16, the noisy two-layer tanh chain's H(T_2) at weight scale
+    # 10 was 6e-7 off (24, 32 and 40 nodes agree within 2e-8).
     smooth_average_segments: int = 32
     smooth_teacher_segments: int = 16
     smooth_teacher_legendre: int = 10
     smooth_teacher_width: float = 10.0
     smooth_hermite_w: int = 10
-    smooth_hermite_xi: int = 40
+    smooth_hermite_xi: int = 24
     smooth_grid: int = 12
     smooth_levels: int = 7
     smooth_tail: int = 4

@@ -45,9 +45,7 @@ parts) ``-sqrt(A) <q phi'>``; their average with weights ``lam/(1 + lam)`` and
 and keeps ``Ahat`` accurate both when the likelihood is flat and when it is sharp. The
 teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks, and
 breakpoints where ``phi`` saturates against the likelihood: :meth:`SmoothChannel._knees`),
-``w`` by Gauss-Hermite, and ``xi`` by a rule of each teacher node's own that follows
-the switch of a nearly two-valued posterior (:func:`_noise_rule`). Sizes are
-``QuadratureConfig.smooth_*``; everything is
+``w`` and ``xi`` by Gauss-Hermite. Sizes are ``QuadratureConfig.smooth_*``; everything is
 traced and differentiable (derivatives flow through the nodes, as in
 :mod:`jaxreplica.quadrature`).
 
@@ -63,7 +61,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import log_ndtr
 
 from jaxreplica.channel import Channel
 from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig, far_end, gaussian_entropy, hermite_rule, kinked_gaussian_rule
@@ -75,13 +72,6 @@ EPS = 2.0**-53  # half an ulp of 1: t in (-1 + EPS, 1 - EPS) keeps atanh finite
 SPAN = 9.0  # the prior's span in u (mass 2e-19 outside)
 WINDOW = 9.0  # half-width of the likelihood's window in q (exp(-40.5))
 NEWTON_STEPS = 40
-# The teacher's noise xi (see _noise_rule): nodes over [-XI_SPAN, XI_SPAN] (mass 2e-19
-# outside), equally spaced in a variable in which the spacing in xi is at most XI_CAP
-# times the step, and 1/XI_SHAPE of the switch's distance from the real axis at it.
-XI_SPAN = 9.0
-XI_CAP = 0.6
-XI_SHAPE = 2.0
-XI_ENDS = 12  # Newton steps for the ends of the range (monotone from the outside)
 # Geometric ratio exp(-TAIL_STEP) of the levels towards each end: with 4 levels the last
 # is 3e-4 of a uniform step from the end. With ratio exp(-1) (6e-3) a prior far wider
 # than the activation's turn (pre-activation variance 100 and more) left the bend
@@ -195,6 +185,7 @@ class SmoothChannel(Channel):
         y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._biased_kinks(), jnp.sqrt(s / (1.0 + s * A)), teacher,
                                       even=self.symmetric, points=self._knees(A, s, jnp.sqrt(total), teacher))
         eta, weta = hermite_rule(cfg.smooth_hermite_w)
+        xi, wxi = hermite_rule(cfg.smooth_hermite_xi)
         y0, eta = y0[:, None], eta[None, :]
         w = spread / total * y0 + jnp.sqrt(spread * s / total) * eta
         # (y0 - w)/sqrt(s) without the cancellation
@@ -204,7 +195,7 @@ class SmoothChannel(Channel):
         # In chunks of teacher nodes (lax.map): the inner arrays then stay in cache, which
         # on CPU is 2-3x faster than one pass over all of them.
         n = nodes[0].shape[0]
-        chunk = min(max(cfg.smooth_chunk // cfg.smooth_hermite_xi, 1), n)
+        chunk = min(max(cfg.smooth_chunk // xi.shape[0], 1), n)
         pad = -n % chunk
         # (padded with copies of the first node, of weight zero)
         fill = [x[0] for x in nodes[:-1]] + [0.0]
@@ -212,11 +203,9 @@ class SmoothChannel(Channel):
 
         def sums(args):
             t0, w, zeta, weight = args
-            shifted, var, dw, wxi = self.posterior(A, s, t0, w, zeta, cfg)
-            # E log Z = E (log Z + xi^2/2) - 1/2: the rule integrates the part that grows
-            # at most linearly in xi.
-            return jnp.stack([jnp.sum(weight * (jnp.sum(wxi * shifted, axis=-1) - 0.5)),
-                              jnp.sum(weight[:, None] * wxi * dw * dw), jnp.sum(weight[:, None] * wxi * var)])
+            logz, var, dw = self.posterior(A, s, t0, w, zeta, xi, cfg)
+            weight = weight[:, None] * wxi
+            return jnp.stack([jnp.sum(weight * logz), jnp.sum(weight * dw * dw), jnp.sum(weight * var)])
 
         # Rematerialised under differentiation: a reverse pass keeps each chunk's inputs
         # only, not every intermediate of every node (a gradient through a two-layer tanh
@@ -241,30 +230,25 @@ class SmoothChannel(Channel):
             return jnp.concatenate([-upper, upper])
         return jnp.concatenate([self._inverse_biased(jnp.clip(tlo + d, tlo, thi), -far, far), upper])
 
-    def posterior(self, A, s, t0, w, zeta, cfg: QuadratureConfig = DEFAULT):
-        """Per teacher node (``t0, w, zeta``, arrays of one shape ``S``), arrays of shape
-        ``S + (J,)`` over the node's rule in the likelihood noise ``xi``
-        (:func:`_noise_rule`, ``J = cfg.smooth_hermite_xi``): ``log int du N(u)
-        exp(-q^2/2) + xi^2/2``, ``Var_post(t)``, ``d log Z/dw = (<y> - w)/s`` and the
-        rule's weights, where ``y = w + sqrt(s) u``, ``q = sqrt(A) (phi(y + bias) - t0) -
-        xi`` and ``zeta`` is the teacher's ``u`` (the rule's span holds it). One rule in
-        ``u`` per teacher node serves every ``xi``: its window holds the likelihood's for
-        each of them."""
+    def posterior(self, A, s, t0, w, zeta, xi, cfg: QuadratureConfig = DEFAULT):
+        """Per teacher node (``t0, w, zeta``, arrays of one shape ``S``) and every
+        likelihood noise ``xi`` (a static vector of ``J`` nodes), arrays of shape
+        ``S + (J,)``: ``log int du N(u) exp(-q^2/2)``, ``Var_post(t)`` and
+        ``d log Z/dw = (<y> - w)/s``, where ``y = w + sqrt(s) u``,
+        ``q = sqrt(A) (phi(y + bias) - t0) - xi`` and ``zeta`` is the teacher's ``u``
+        (the rule's span holds it). One rule in ``u`` per teacher node serves every
+        ``xi``: its window holds the likelihood's for each of them."""
         t0, w, zeta = jnp.broadcast_arrays(t0, w, zeta)
+        xi = np.asarray(xi)
         sqs, sqa = jnp.sqrt(s), jnp.sqrt(A)
         lo, hi = jnp.minimum(-SPAN, zeta - 3.0), jnp.maximum(SPAN, zeta + 3.0)
         ylo, yhi = w + sqs * lo, w + sqs * hi
         tlo, thi = self.activation(ylo), self.activation(yhi)
-        # The prior's mass on either side of the middle of the range, for the switch.
-        middle = self._inverse_biased(jax.lax.stop_gradient(0.5 * (tlo + thi)), *jax.lax.stop_gradient((ylo, yhi)))
-        # The rule stands for the fixed law N(0, 1): where its nodes sit is a choice, and
-        # derivatives need not flow through it (they would cost, not change, them).
-        xi, wxi = jax.lax.stop_gradient(_noise_rule(A, t0, tlo, thi, (w - middle) / sqs, cfg.smooth_hermite_xi))
         # The likelihood's window in t for every xi: between the teacher (q = -xi) and the
         # peak (q = 0), widened by WINDOW (a flat likelihood, A -> 0, covers the whole span).
         inv_a = 1.0 / jnp.maximum(sqa, 1e-150)
-        ta = t0 - (XI_SPAN + WINDOW) * inv_a
-        tb = t0 + (XI_SPAN + WINDOW) * inv_a
+        ta = t0 + (min(xi.min(), 0.0) - WINDOW) * inv_a
+        tb = t0 + (max(xi.max(), 0.0) + WINDOW) * inv_a
         ta_in, tb_in = jnp.clip(ta, tlo, thi), jnp.clip(tb, tlo, thi)
         ex = lambda x: x[..., None]  # noqa: E731
         # Levels in t: smooth_levels uniform ones over the window and, between each end
@@ -301,7 +285,7 @@ class SmoothChannel(Channel):
         # (which the posterior holds within a few sds), of u, and of (q + xi) phi' and
         # phi' (for <q phi'>).
         per_xi = lambda x: x[..., None, :]  # noqa: E731
-        e = per_xi(wu) * jnp.exp(-0.5 * (per_xi(u * u) + (per_xi(qa) - ex(xi)) ** 2))
+        e = per_xi(wu) * jnp.exp(-0.5 * (per_xi(u * u) + (per_xi(qa) - xi[:, None]) ** 2))
         moments = jnp.stack([jnp.ones_like(d), d, d * d, u, qa * slope, slope], axis=-2)
         # e as the product's left operand, the node axis last in both: XLA's CPU backend
         # then writes e once, in the layout the product reads (other layouts cost it a
@@ -317,52 +301,7 @@ class SmoothChannel(Channel):
         g0 = ex(self._phi_and_slope(w + sqs * zeta + self.shift)[1])
         lam = s * A * g0 * g0
         dw = (sqs * A * g0 * g0 * mean_u - sqa * mean_dq) / (1.0 + lam)
-        return jnp.log(z) - 0.5 * LOG_2PI + 0.5 * xi * xi, var, dw, wxi
-
-
-def _noise_rule(A, t0, tlo, thi, side, n: int):
-    """Nodes and weights (shape ``S + (n,)``) with ``sum_j w_j f(xi_j) ~= E f(xi)``,
-    ``xi ~ N(0, 1)``, for a teacher node's functions of the likelihood's noise.
-
-    Where the student's prior puts its mass near both ends of the activation's range
-    (a wide prior that the activation saturates), the posterior on ``t`` is nearly
-    two-valued and switches from one end to the other as ``xi`` crosses a point: the
-    functions of ``xi`` are then analytic only in a strip of half-width about
-    ``d = pi/(sqrt(A) (thi - tlo))`` about the real axis, at the switch, and a
-    Gauss-Hermite rule converges slowly (24 nodes were up to 1e-4 off). The switch is
-    where the likelihood's peak ``t0 + xi/sqrt(A)`` reaches the point between the ends
-    at which the two ends' prior masses (``Phi(side)``, ``Phi(-side)``) and their
-    likelihoods balance. The nodes are equally spaced in ``e``, with ``xi = xs + r(e)``,
-    ``r(e) = XI_CAP e - (XI_CAP XI_SHAPE - d) tanh(e/XI_SHAPE)``: spacing ``d/XI_SHAPE``
-    times the step at the switch, ``XI_CAP`` times it far from it, analytic in a strip
-    of ``e`` (the trapezoid rule converges geometrically). Without a switch (``d`` above
-    ``XI_CAP XI_SHAPE``) it is the trapezoid rule in ``xi``. The weights are normalised
-    to sum to one."""
-    span = jnp.maximum(thi - tlo, TINY)
-    root = jnp.sqrt(A)
-    log_ratio = log_ndtr(-side) - log_ndtr(side)
-    xs = root * (0.5 * (tlo + thi) - t0) + log_ratio / jnp.maximum(root * span, TINY)
-    xs = jnp.where(jnp.isfinite(xs), jnp.clip(xs, -XI_SPAN, XI_SPAN), 0.0)[..., None]
-    d = jnp.clip(np.pi / jnp.maximum(root * span, TINY), 1e-3, XI_CAP * XI_SHAPE)[..., None]
-    bend = XI_CAP * XI_SHAPE - d
-    r = lambda e: XI_CAP * e - bend * jnp.tanh(e / XI_SHAPE)  # noqa: E731
-    slope = lambda e: XI_CAP - bend / XI_SHAPE / jnp.cosh(e / XI_SHAPE) ** 2  # noqa: E731
-
-    def end(target):
-        # r(e) = target by Newton from the asymptote: r is increasing, convex for e > 0
-        # and concave for e < 0, so the steps approach the root from outside.
-        e = (target + jnp.sign(target) * bend) / XI_CAP
-        for _ in range(XI_ENDS):
-            e = e - (r(e) - target) / slope(e)
-        return e
-
-    first, last = end(-XI_SPAN - xs), end(XI_SPAN - xs)
-    k = np.linspace(0.0, 1.0, n)
-    e = first + (last - first) * k
-    xi = xs + r(e)
-    ends = np.where((k == 0.0) | (k == 1.0), 0.5, 1.0)
-    weight = ends * slope(e) * jnp.exp(-0.5 * xi * xi)
-    return xi, weight / jnp.sum(weight, axis=-1, keepdims=True)
+        return jnp.log(z) - 0.5 * LOG_2PI, var, dw
 
 
 @functools.lru_cache(maxsize=None)
