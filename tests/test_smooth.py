@@ -286,10 +286,14 @@ TWO_VALUED_RULES = jr.QuadratureConfig(smooth_hermite_xi=96, smooth_hermite_w=24
 def _two_valued_errors(cfg):
     """Largest errors (free entropy, Ahat relative, Vhat) over the TWO_VALUED points."""
     errors = []
-    for (kind, A, V, noise, rho), expected in TWO_VALUED:
-        got = [float(x) for x in jax.jit(lambda: CHANNELS[kind](noise=noise).hidden_functions(A, V, rho, cfg))()]
-        errors.append([abs(got[0] - expected[0]), abs(got[1] / expected[1] - 1.0), abs(got[2] - expected[2])])
-    return np.max(np.asarray(errors), axis=0)
+    for kind in dict.fromkeys(k for (k, *_), _ in TWO_VALUED):  # one program per activation
+        rows = [(point[1:], expected) for point, expected in TWO_VALUED if point[0] == kind]
+        args = map(jnp.asarray, zip(*(point for point, _ in rows)))
+        one = lambda A, V, noise, rho: jnp.stack(CHANNELS[kind](noise=noise).hidden_functions(A, V, rho, cfg))  # noqa: E731
+        got, expected = np.asarray(jax.jit(jax.vmap(one))(*args)), np.asarray([e for _, e in rows])
+        errors.append(np.stack([np.abs(got[:, 0] - expected[:, 0]), np.abs(got[:, 1] / expected[:, 1] - 1.0),
+                                np.abs(got[:, 2] - expected[:, 2])], axis=1))
+    return np.max(np.concatenate(errors), axis=0)
 
 
 def test_finer_noise_rules_where_the_posterior_is_nearly_two_valued():

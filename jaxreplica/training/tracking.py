@@ -134,7 +134,6 @@ class Tracking:
         check_position(self.noise_position)
 
 
-@functools.lru_cache(maxsize=None)
 def _layer_solve(method: str, max_iter: int, quadrature: QuadratureConfig = DEFAULT):
     """``jaxreplica.solve`` with the training scheme, the iteration cap and the rules set.
 
