@@ -37,6 +37,7 @@ __all__ = [
     "QuadratureConfig",
     "DEFAULT",
     "hermite_rule",
+    "switch_rule",
     "legendre_rule",
     "kinked_gaussian_rule",
     "far_end",
@@ -46,6 +47,25 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
+_TINY = 1e-300
+# The teacher's noise xi (see switch_rule): nodes over [-XI_SPAN, XI_SPAN] (mass 2.6e-12
+# outside), equally spaced in a variable in which the spacing in xi is at most XI_CAP
+# times the step, and 1/XI_SHAPE of the switch's distance from the real axis at it.
+# With 24 nodes, over spans 7-9, caps 0.6-1.2 and shapes 1-5, these were the best at the
+# nearly two-valued points of tests/test_smooth.py (errors 2e-10 to 2e-8; a span of 9
+# with cap 0.6 and shape 2 left 1e-4, and needed 40 nodes for 5e-8).
+XI_SPAN = 7.0
+# Fewer nodes than this are Gauss-Hermite's whatever smooth_switch_rule says: with 8, the
+# switch rule's nodes 2 apart left a noisy tanh network's I(X; T_2) 1.7e-2 off (Gauss-
+# Hermite's 6e-6); with 16 and more it beat Gauss-Hermite's over the nearly two-valued band.
+SWITCH_MIN_NODES = 16
+XI_CAP = 1.0
+XI_SHAPE = 3.0
+XI_ENDS = 12  # Newton steps for the ends of the range (monotone from the outside)
+# sqrt(A) (thi - tlo) beyond which the switch rule's bend fades: with none, 24 nodes were
+# up to 1.5e-6 off (tanh at A = 30, trho = 24) where Gauss-Hermite's were 1e-7; with
+# 4-6 within 5e-7 there, and no worse than Gauss-Hermite's at A of 1-8.
+XI_FADE = 5.0
 
 
 def gaussian_entropy(var):
@@ -88,7 +108,12 @@ class QuadratureConfig:
     # smooth_average_segments uniform segments over +-half_width sd. Teacher: y0 on
     # smooth_teacher_segments uniform segments of smooth_teacher_legendre nodes over
     # +-smooth_teacher_width sd (plus the turn's graded segments and the saturation
-    # breakpoints of jaxreplica.smooth), w and xi on Gauss-Hermite nodes. Each posterior
+    # breakpoints of jaxreplica.smooth), w on smooth_hermite_w Gauss-Hermite nodes, xi on
+    # smooth_hermite_xi nodes of a trapezoid rule in a variable that follows the switch of
+    # a nearly two-valued posterior (smooth_switch_rule; switch_rule below:
+    # 24 Gauss-Hermite nodes were up to 1.3e-4 off there, these 24 nodes 2e-8; the coarse
+    # survey keeps Gauss-Hermite nodes, as the switch rule with 12 was too coarse for the
+    # survey's map, which then took more refinement steps). Each posterior
     # (one rule in u per teacher node (y0, w), serving every xi): composite Gauss-Legendre
     # (smooth_legendre nodes a segment) on the merged grid of smooth_grid uniform segments
     # in u and smooth_levels uniform levels of the likelihood in t, with smooth_tail levels
@@ -104,14 +129,15 @@ class QuadratureConfig:
     # erf's Ahat 1e-5 off at rho = 24, 1e-7 with 8 segments); with 12 the rest is w's (up to
     # about 5e-7 in Ahat and Vhat there), but where V is near rho (100 and more) the
     # likelihood's levels towards the ends of the range (jaxreplica.smooth.TAIL_STEP).
-    # xi has 24 nodes: with 16, the noisy two-layer tanh chain's H(T_2) at weight scale
-    # 10 was 6e-7 off (24, 32 and 40 nodes agree within 2e-8).
+    # (With Gauss-Hermite in xi, 16 nodes left the noisy two-layer tanh chain's H(T_2) at
+    # weight scale 10 6e-7 off.)
     smooth_average_segments: int = 32
     smooth_teacher_segments: int = 16
     smooth_teacher_legendre: int = 10
     smooth_teacher_width: float = 10.0
     smooth_hermite_w: int = 10
     smooth_hermite_xi: int = 24
+    smooth_switch_rule: bool = True  # (with at least SWITCH_MIN_NODES nodes in xi)
     smooth_grid: int = 12
     smooth_levels: int = 7
     smooth_tail: int = 4
@@ -122,7 +148,8 @@ class QuadratureConfig:
         """The rules the multi-start surveys with (several times cheaper; the channels'
         functions within about 1e-3 relative of the full rules'): fewer Legendre nodes a
         segment and Hermite nodes for the channels' teacher averages, the smooth
-        channels' rules halved but for the Legendre nodes of each posterior's segments
+        channels' rules halved (Gauss-Hermite in the teacher's noise) but for the
+        Legendre nodes of each posterior's segments
         (with half of them the coarse map's derivatives in ``V`` were up to half the full
         map's, and the refinement's chord steps, which use them, gained little). The
         prior's rules are left as they are (they are cheap)."""
@@ -133,6 +160,7 @@ class QuadratureConfig:
             smooth_teacher_segments=max(self.smooth_teacher_segments // 2, 6),
             smooth_teacher_legendre=max(self.smooth_teacher_legendre // 2, 3),
             smooth_hermite_w=max(self.smooth_hermite_w // 2, 4), smooth_hermite_xi=max(self.smooth_hermite_xi // 2, 6),
+            smooth_switch_rule=False,
             smooth_grid=max(self.smooth_grid // 2, 2),
             smooth_levels=max(self.smooth_levels // 2 + 1, 3), smooth_tail=max(self.smooth_tail // 2, 1))
 
@@ -154,6 +182,57 @@ def hermite_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights with ``sum_i w_i f(x_i) ~= E f(z)``, ``z ~ N(0, 1)``."""
     x, w = np.polynomial.hermite_e.hermegauss(n)
     return x, w / math.sqrt(2.0 * math.pi)
+
+
+def switch_rule(A, t0, tlo, thi, side, n: int):
+    """Nodes and weights (shape ``S + (n,)``) with ``sum_j w_j f(xi_j) ~= E f(xi)``,
+    ``xi ~ N(0, 1)``, for a teacher node's functions of the likelihood's noise.
+
+    Where the student's prior puts its mass near both ends of the activation's range
+    (a wide prior that the activation saturates), the posterior on ``t`` is nearly
+    two-valued and switches from one end to the other as ``xi`` crosses a point: the
+    functions of ``xi`` are then analytic only in a strip of half-width about
+    ``d = pi/(sqrt(A) (thi - tlo))`` about the real axis, at the switch, and a
+    Gauss-Hermite rule converges slowly (24 nodes were up to 1e-4 off). The switch is
+    where the likelihood's peak ``t0 + xi/sqrt(A)`` reaches the point between the ends
+    at which the two ends' prior masses (``Phi(side)``, ``Phi(-side)``) and their
+    likelihoods balance. The nodes are equally spaced in ``e``, with ``xi = xs + r(e)``,
+    ``r(e) = XI_CAP e - (XI_CAP XI_SHAPE - d) tanh(e/XI_SHAPE)``: spacing ``d/XI_SHAPE``
+    times the step at the switch, ``XI_CAP`` times it far from it, analytic in a strip
+    of ``e`` (the trapezoid rule converges geometrically). Where ``x = sqrt(A) (thi -
+    tlo)`` exceeds about ``XI_FADE`` the posterior follows the likelihood's peak instead
+    of switching, and ``d`` grows until, at ``XI_CAP XI_SHAPE``, the rule is the
+    trapezoid rule in ``xi``. The weights are normalised to sum to one."""
+    span = jnp.maximum(thi - tlo, _TINY)
+    root = jnp.sqrt(A)
+    log_ratio = log_ndtr(-side) - log_ndtr(side)
+    xs = root * (0.5 * (tlo + thi) - t0) + log_ratio / jnp.maximum(root * span, _TINY)
+    xs = jnp.where(jnp.isfinite(xs), jnp.clip(xs, -XI_SPAN, XI_SPAN), 0.0)[..., None]
+    # The switch's width is about 1/x in xi (x = sqrt(A) times the range): its poles are
+    # pi/x from the real axis. Where x is large the likelihood is sharper than the range
+    # and the posterior follows its peak instead of switching: there the bend fades
+    # (d grows as x^3 beyond XI_FADE and reaches the plain trapezoid rule's at x ~ 9).
+    x = jnp.maximum(root * span, _TINY)
+    d = jnp.clip(np.pi / x * (1.0 + (x / XI_FADE) ** 4), 1e-3, XI_CAP * XI_SHAPE)[..., None]
+    bend = XI_CAP * XI_SHAPE - d
+    r = lambda e: XI_CAP * e - bend * jnp.tanh(e / XI_SHAPE)  # noqa: E731
+    slope = lambda e: XI_CAP - bend / XI_SHAPE / jnp.cosh(e / XI_SHAPE) ** 2  # noqa: E731
+
+    def end(target):
+        # r(e) = target by Newton from the asymptote: r is increasing, convex for e > 0
+        # and concave for e < 0, so the steps approach the root from outside.
+        e = (target + jnp.sign(target) * bend) / XI_CAP
+        for _ in range(XI_ENDS):
+            e = e - (r(e) - target) / slope(e)
+        return e
+
+    first, last = end(-XI_SPAN - xs), end(XI_SPAN - xs)
+    k = np.linspace(0.0, 1.0, n)
+    e = first + (last - first) * k
+    xi = xs + r(e)
+    ends = np.where((k == 0.0) | (k == 1.0), 0.5, 1.0)
+    weight = ends * slope(e) * jnp.exp(-0.5 * xi * xi)
+    return xi, weight / jnp.sum(weight, axis=-1, keepdims=True)
 
 
 def legendre_rule(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,9 @@ parts) ``-sqrt(A) <q phi'>``; their average with weights ``lam/(1 + lam)`` and
 and keeps ``Ahat`` accurate both when the likelihood is flat and when it is sharp. The
 teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks, and
 breakpoints where ``phi`` saturates against the likelihood: :meth:`SmoothChannel._knees`),
-``w`` and ``xi`` by Gauss-Hermite. Sizes are ``QuadratureConfig.smooth_*``; everything is
+``w`` by Gauss-Hermite, and ``xi`` by a rule of each teacher node's own that follows
+the switch of a nearly two-valued posterior (:func:`jaxreplica.quadrature.switch_rule`). Sizes are
+``QuadratureConfig.smooth_*``; everything is
 traced and differentiable (derivatives flow through the nodes, as in
 :mod:`jaxreplica.quadrature`).
 
@@ -63,7 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreplica.channel import Channel
-from jaxreplica.quadrature import DEFAULT, LOG_2PI, QuadratureConfig, far_end, gaussian_entropy, hermite_rule, kinked_gaussian_rule
+from jaxreplica.quadrature import (DEFAULT, LOG_2PI, SWITCH_MIN_NODES, XI_SPAN, QuadratureConfig, far_end,
+                                   gaussian_entropy, hermite_rule, kinked_gaussian_rule, switch_rule)
 
 __all__ = ["SmoothChannel", "TINY", "EPS"]
 
@@ -185,7 +188,6 @@ class SmoothChannel(Channel):
         y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._biased_kinks(), jnp.sqrt(s / (1.0 + s * A)), teacher,
                                       even=self.symmetric, points=self._knees(A, s, jnp.sqrt(total), teacher))
         eta, weta = hermite_rule(cfg.smooth_hermite_w)
-        xi, wxi = hermite_rule(cfg.smooth_hermite_xi)
         y0, eta = y0[:, None], eta[None, :]
         w = spread / total * y0 + jnp.sqrt(spread * s / total) * eta
         # (y0 - w)/sqrt(s) without the cancellation
@@ -195,7 +197,7 @@ class SmoothChannel(Channel):
         # In chunks of teacher nodes (lax.map): the inner arrays then stay in cache, which
         # on CPU is 2-3x faster than one pass over all of them.
         n = nodes[0].shape[0]
-        chunk = min(max(cfg.smooth_chunk // xi.shape[0], 1), n)
+        chunk = min(max(cfg.smooth_chunk // cfg.smooth_hermite_xi, 1), n)
         pad = -n % chunk
         # (padded with copies of the first node, of weight zero)
         fill = [x[0] for x in nodes[:-1]] + [0.0]
@@ -203,9 +205,11 @@ class SmoothChannel(Channel):
 
         def sums(args):
             t0, w, zeta, weight = args
-            logz, var, dw = self.posterior(A, s, t0, w, zeta, xi, cfg)
-            weight = weight[:, None] * wxi
-            return jnp.stack([jnp.sum(weight * logz), jnp.sum(weight * dw * dw), jnp.sum(weight * var)])
+            shifted, var, dw, wxi = self.posterior(A, s, t0, w, zeta, cfg)
+            # E log Z = E (log Z + xi^2/2) - 1/2: the rule integrates the part that grows
+            # at most linearly in xi.
+            return jnp.stack([jnp.sum(weight * (jnp.sum(wxi * shifted, axis=-1) - 0.5)),
+                              jnp.sum(weight[:, None] * wxi * dw * dw), jnp.sum(weight[:, None] * wxi * var)])
 
         # Rematerialised under differentiation: a reverse pass keeps each chunk's inputs
         # only, not every intermediate of every node (a gradient through a two-layer tanh
@@ -230,25 +234,38 @@ class SmoothChannel(Channel):
             return jnp.concatenate([-upper, upper])
         return jnp.concatenate([self._inverse_biased(jnp.clip(tlo + d, tlo, thi), -far, far), upper])
 
-    def posterior(self, A, s, t0, w, zeta, xi, cfg: QuadratureConfig = DEFAULT):
-        """Per teacher node (``t0, w, zeta``, arrays of one shape ``S``) and every
-        likelihood noise ``xi`` (a static vector of ``J`` nodes), arrays of shape
-        ``S + (J,)``: ``log int du N(u) exp(-q^2/2)``, ``Var_post(t)`` and
-        ``d log Z/dw = (<y> - w)/s``, where ``y = w + sqrt(s) u``,
-        ``q = sqrt(A) (phi(y + bias) - t0) - xi`` and ``zeta`` is the teacher's ``u``
-        (the rule's span holds it). One rule in ``u`` per teacher node serves every
-        ``xi``: its window holds the likelihood's for each of them."""
+    def posterior(self, A, s, t0, w, zeta, cfg: QuadratureConfig = DEFAULT):
+        """Per teacher node (``t0, w, zeta``, arrays of one shape ``S``), arrays of shape
+        ``S + (J,)`` over the node's rule in the likelihood noise ``xi``
+        (:func:`jaxreplica.quadrature.switch_rule`, ``J = cfg.smooth_hermite_xi``; with
+        ``cfg.smooth_switch_rule`` off or fewer than ``SWITCH_MIN_NODES`` nodes, the
+        Gauss-Hermite rule, the same for every node,
+        and its weights of shape ``(J,)``): ``log int du N(u)
+        exp(-q^2/2) + xi^2/2``, ``Var_post(t)``, ``d log Z/dw = (<y> - w)/s`` and the
+        rule's weights, where ``y = w + sqrt(s) u``, ``q = sqrt(A) (phi(y + bias) - t0) -
+        xi`` and ``zeta`` is the teacher's ``u`` (the rule's span holds it). One rule in
+        ``u`` per teacher node serves every ``xi``: its window holds the likelihood's for
+        each of them."""
         t0, w, zeta = jnp.broadcast_arrays(t0, w, zeta)
-        xi = np.asarray(xi)
         sqs, sqa = jnp.sqrt(s), jnp.sqrt(A)
         lo, hi = jnp.minimum(-SPAN, zeta - 3.0), jnp.maximum(SPAN, zeta + 3.0)
         ylo, yhi = w + sqs * lo, w + sqs * hi
         tlo, thi = self.activation(ylo), self.activation(yhi)
+        if cfg.smooth_switch_rule and cfg.smooth_hermite_xi >= SWITCH_MIN_NODES:
+            # The prior's mass on either side of the middle of the range, for the switch.
+            middle = self._inverse_biased(jax.lax.stop_gradient(0.5 * (tlo + thi)), *jax.lax.stop_gradient((ylo, yhi)))
+            # The rule stands for the fixed law N(0, 1): where its nodes sit is a choice,
+            # and derivatives need not flow through it (they would cost, not change, them).
+            xi, wxi = jax.lax.stop_gradient(switch_rule(A, t0, tlo, thi, (w - middle) / sqs, cfg.smooth_hermite_xi))
+            reach = XI_SPAN
+        else:
+            xi, wxi = hermite_rule(cfg.smooth_hermite_xi)
+            reach = float(np.max(np.abs(xi)))
         # The likelihood's window in t for every xi: between the teacher (q = -xi) and the
         # peak (q = 0), widened by WINDOW (a flat likelihood, A -> 0, covers the whole span).
         inv_a = 1.0 / jnp.maximum(sqa, 1e-150)
-        ta = t0 + (min(xi.min(), 0.0) - WINDOW) * inv_a
-        tb = t0 + (max(xi.max(), 0.0) + WINDOW) * inv_a
+        ta = t0 - (reach + WINDOW) * inv_a
+        tb = t0 + (reach + WINDOW) * inv_a
         ta_in, tb_in = jnp.clip(ta, tlo, thi), jnp.clip(tb, tlo, thi)
         ex = lambda x: x[..., None]  # noqa: E731
         # Levels in t: smooth_levels uniform ones over the window and, between each end
@@ -285,7 +302,7 @@ class SmoothChannel(Channel):
         # (which the posterior holds within a few sds), of u, and of (q + xi) phi' and
         # phi' (for <q phi'>).
         per_xi = lambda x: x[..., None, :]  # noqa: E731
-        e = per_xi(wu) * jnp.exp(-0.5 * (per_xi(u * u) + (per_xi(qa) - xi[:, None]) ** 2))
+        e = per_xi(wu) * jnp.exp(-0.5 * (per_xi(u * u) + (per_xi(qa) - ex(xi)) ** 2))
         moments = jnp.stack([jnp.ones_like(d), d, d * d, u, qa * slope, slope], axis=-2)
         # e as the product's left operand, the node axis last in both: XLA's CPU backend
         # then writes e once, in the layout the product reads (other layouts cost it a
@@ -301,7 +318,7 @@ class SmoothChannel(Channel):
         g0 = ex(self._phi_and_slope(w + sqs * zeta + self.shift)[1])
         lam = s * A * g0 * g0
         dw = (sqs * A * g0 * g0 * mean_u - sqa * mean_dq) / (1.0 + lam)
-        return jnp.log(z) - 0.5 * LOG_2PI, var, dw
+        return jnp.log(z) - 0.5 * LOG_2PI + 0.5 * xi * xi, var, dw, wxi
 
 
 @functools.lru_cache(maxsize=None)

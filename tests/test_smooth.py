@@ -13,6 +13,7 @@ import jaxreplica as jr
 from conftest import load_reference
 from _independent import smooth_moments
 from jaxreplica import activations
+from jaxreplica.quadrature import hermite_rule, switch_rule
 
 CHANNELS = {
     "tanh": jr.Tanh,
@@ -280,7 +281,8 @@ TWO_VALUED = [
     (("tanh", 4.0, 99.9, 1e-3, 100.0), (-0.6385408157649519, 0.006052137985998221, 0.09455589957105422)),
     (("erf", 1.0, 23.976, 0.1, 24.0), (-0.30721873459390237, 0.014829456376001736, 0.43393748233738494)),
 ]
-TWO_VALUED_RULES = jr.QuadratureConfig(smooth_hermite_xi=96, smooth_hermite_w=24)
+# Gauss-Hermite in xi (the coarse survey's rule, an option of QuadratureConfig) there.
+HERMITE_RULES = jr.QuadratureConfig(smooth_switch_rule=False, smooth_hermite_xi=96, smooth_hermite_w=24)
 
 
 def _two_valued_errors(cfg):
@@ -296,21 +298,60 @@ def _two_valued_errors(cfg):
     return np.max(np.concatenate(errors), axis=0)
 
 
-def test_finer_noise_rules_where_the_posterior_is_nearly_two_valued():
-    """There the functions of the teacher's noise ``xi`` are analytic only in a narrow
-    strip about the real axis, where Gauss-Hermite rules converge slowly: 96 nodes in
-    ``xi`` and 24 in the student's field give 1e-7 against SciPy (the documented rules
-    for that regime)."""
-    assert np.all(_two_valued_errors(TWO_VALUED_RULES) < 1e-7)
-
-
-@pytest.mark.xfail(strict=True, reason="known: the default 24 Gauss-Hermite nodes in xi are up to 1.3e-4 off "
-                                       "where the posterior is nearly two-valued (docs/theory.md)")
 def test_default_rules_where_the_posterior_is_nearly_two_valued():
-    """The default rules at the same points: 1.1e-7 (Ahat, relative) at rho 2.5, 2e-6 at
-    rho 6, 1.3e-4 at rho 100. Marked as failing until the rule in ``xi`` follows the
-    switch; it then passes, and the mark must go."""
+    """There the functions of the teacher's noise ``xi`` are analytic only in a narrow
+    strip about the real axis, at the switch; the default rule in ``xi`` follows it:
+    within 1e-7 of SciPy (24 Gauss-Hermite nodes were 1.1e-7 off at rho 2.5, 2e-6 at
+    rho 6, 1.3e-4 at rho 100)."""
     assert np.all(_two_valued_errors(jr.QuadratureConfig()) < 1e-7)
+
+
+def test_hermite_rules_where_the_posterior_is_nearly_two_valued():
+    """Gauss-Hermite nodes in ``xi`` (``smooth_switch_rule=False``) reach the same
+    accuracy there only with 96 of them (and 24 in the student's field)."""
+    assert np.all(_two_valued_errors(HERMITE_RULES) < 1e-7)
+    assert _two_valued_errors(jr.QuadratureConfig(smooth_switch_rule=False))[1] > 1e-5
+
+
+def test_few_noise_nodes_are_gauss_hermite():
+    """With fewer than 16 nodes in ``xi`` the switch rule's nodes are too far apart in the
+    bulk (8 of them put a noisy tanh network's ``I(X; T_2)`` 1.7e-2 off): such rules are
+    Gauss-Hermite's, as with ``smooth_switch_rule=False``; with 16 the switch rule."""
+    ch = jr.Tanh(noise=0.1)
+
+    def functions(**kw):
+        return np.asarray(jnp.stack(ch.hidden_functions(4.0, 2.0, 2.5, jr.QuadratureConfig(**kw))))
+
+    np.testing.assert_array_equal(functions(smooth_hermite_xi=8), functions(smooth_hermite_xi=8, smooth_switch_rule=False))
+    assert np.max(np.abs(functions(smooth_hermite_xi=16) - functions(smooth_hermite_xi=16, smooth_switch_rule=False))) > 1e-9
+
+
+def test_noise_rule_is_a_rule_for_the_standard_normal():
+    """Whatever the node (a sharp or flat likelihood, a switch far out or none, an empty
+    range), the rule in ``xi`` integrates the standard normal's moments and a smooth
+    function; at a sharp switch (A of 1-4 over the range [-1, 1]), a step of width
+    ``1/(2 sqrt(A))`` there (``E Phi((xi - c)/delta) = Phi(-c/sqrt(1 + delta^2))``) far
+    better than 24 Gauss-Hermite nodes."""
+    A = jnp.array([1e-6, 0.3, 4.0, 30.0, 1e3, 1e6, 4.0, 4.0])
+    t0 = jnp.array([0.0, 0.9, -0.5, 0.3, -0.99, 0.5, 0.2, 3.0])
+    tlo = jnp.array([-1.0, -1.0, -1.0, -1.0, -1.0, -1.0, 0.5, -1.0])
+    thi = jnp.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 1.0])
+    side = jnp.array([0.0, 2.0, -1.0, 0.5, 40.0, -jnp.inf, 0.0, 1.0])
+    xi, w = map(np.asarray, switch_rule(A, t0, tlo, thi, side, 24))
+    assert np.all(np.isfinite(xi)) and np.all(w >= 0)
+    np.testing.assert_allclose(np.sum(w, axis=-1), 1.0, atol=1e-14)
+    np.testing.assert_allclose(np.sum(w * xi * xi, axis=-1), 1.0, atol=2e-9)
+    np.testing.assert_allclose(np.sum(w * xi**4, axis=-1), 3.0, atol=1e-7)
+    np.testing.assert_allclose(np.sum(w * np.cos(xi), axis=-1), math.exp(-0.5), atol=1e-9)
+    gx, gw = hermite_rule(24)
+    for A, t0, side in ((1.0, -0.5, -1.0), (2.0, 0.3, 0.5), (4.0, 0.3, 0.5)):
+        xi, w = map(np.asarray, switch_rule(jnp.float64(A), jnp.float64(t0), -1.0, 1.0, jnp.float64(side), 24))
+        k = np.argmin(np.diff(xi))
+        c, delta = 0.5 * (xi[k] + xi[k + 1]), 0.5 / math.sqrt(A)  # the switch: where the nodes are densest
+        step = lambda x: 0.5 * (1.0 + np.vectorize(math.erf)((x - c) / (delta * math.sqrt(2.0))))  # noqa: E731
+        exact = 0.5 * (1.0 + math.erf(-c / math.sqrt(2.0 * (1.0 + delta**2))))
+        assert abs(w @ step(xi) - exact) < 1e-5
+        assert abs(gw @ step(gx) - exact) > 30 * abs(w @ step(xi) - exact)
 
 
 @pytest.mark.parametrize("kind", ["tanh", "erf"])
