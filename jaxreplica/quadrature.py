@@ -55,17 +55,17 @@ _TINY = 1e-300
 # nearly two-valued points of tests/test_smooth.py (errors 2e-10 to 2e-8; a span of 9
 # with cap 0.6 and shape 2 left 1e-4, and needed 40 nodes for 5e-8).
 XI_SPAN = 7.0
-# Fewer nodes than this are Gauss-Hermite's whatever smooth_switch_rule says: with 8, the
-# switch rule's nodes 2 apart left a noisy tanh network's I(X; T_2) 1.7e-2 off (Gauss-
-# Hermite's 6e-6); with 16 and more it beat Gauss-Hermite's over the nearly two-valued band.
-SWITCH_MIN_NODES = 16
 XI_CAP = 1.0
 XI_SHAPE = 3.0
 XI_ENDS = 12  # Newton steps for the ends of the range (monotone from the outside)
 # sqrt(A) (thi - tlo) beyond which the switch rule's bend fades: with none, 24 nodes were
 # up to 1.5e-6 off (tanh at A = 30, trho = 24) where Gauss-Hermite's were 1e-7; with
-# 4-6 within 5e-7 there, and no worse than Gauss-Hermite's at A of 1-8.
+# XI_FADE of 4-6 within 5e-7 there, and no worse than Gauss-Hermite's at A of 1-8.
 XI_FADE = 5.0
+# Fewer nodes than this are Gauss-Hermite's whatever smooth_switch_rule says: with 8, the
+# switch rule's nodes 2 apart left a noisy tanh network's I(X; T_2) 1.7e-2 off (Gauss-
+# Hermite's 6e-6); with 16 and more it beat Gauss-Hermite's over the nearly two-valued band.
+SWITCH_MIN_NODES = 16
 
 
 def gaussian_entropy(var):
@@ -193,7 +193,7 @@ def switch_rule(A, t0, tlo, thi, side, n: int):
     two-valued and switches from one end to the other as ``xi`` crosses a point: the
     functions of ``xi`` are then analytic only in a strip of half-width about
     ``d = pi/(sqrt(A) (thi - tlo))`` about the real axis, at the switch, and a
-    Gauss-Hermite rule converges slowly (24 nodes were up to 1e-4 off). The switch is
+    Gauss-Hermite rule converges slowly (24 nodes were up to 2e-4 off). The switch is
     where the likelihood's peak ``t0 + xi/sqrt(A)`` reaches the point between the ends
     at which the two ends' prior masses (``Phi(side)``, ``Phi(-side)``) and their
     likelihoods balance. The nodes are equally spaced in ``e``, with ``xi = xs + r(e)``,

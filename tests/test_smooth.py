@@ -326,7 +326,7 @@ def test_few_noise_nodes_are_gauss_hermite():
     assert np.max(np.abs(functions(smooth_hermite_xi=16) - functions(smooth_hermite_xi=16, smooth_switch_rule=False))) > 1e-9
 
 
-def test_noise_rule_is_a_rule_for_the_standard_normal():
+def test_switch_rule_is_a_rule_for_the_standard_normal():
     """Whatever the node (a sharp or flat likelihood, a switch far out or none, an empty
     range), the rule in ``xi`` integrates the standard normal's moments and a smooth
     function; at a sharp switch (A of 1-4 over the range [-1, 1]), a step of width
