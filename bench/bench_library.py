@@ -12,7 +12,9 @@ the 9 weight scales of the sweep, timed
 * in the second process again, the programs loaded ("warm"),
 
 plus the demo chain (1000-wide ReLU -> hardtanh) solved warm with ``jr.solve`` and with
-``jax.jit(jr.solve)``. The original implementation's times are the ones recorded in
+``jax.jit(jr.solve)``, and, in a third process with an empty cache, the same loop with
+the activation as data (every channel a ``jr.Switched`` of the three, so that one program
+per depth serves them all). The original implementation's times are the ones recorded in
 ``tests/data`` on a 2-core machine (its demo chain 4.07 s, the 54-entropy Figure-2 sweep
 265 s; it is not installed here to be timed in the same run). Prints a table and writes ``bench/results/library.json``; every value computed is
 recorded, and the cold, cached and warm values are compared with each other.
@@ -21,6 +23,7 @@ recorded, and the cold, cached and warm values are compared with each other.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -38,8 +41,9 @@ CHANNELS = {"linear": "Linear", "hardtanh": "HardTanh", "relu": "ReLU"}
 DEMO_RUNS = 60  # warm demo solves of each kind, interleaved (median and minimum; single runs vary by 30%)
 
 
-def child(sigmas: int) -> dict:
-    """Runs in a fresh process: imports, then the user code twice (first and warm)."""
+def child(sigmas: int, switched: bool = False) -> dict:
+    """Runs in a fresh process: imports, then the user code twice (first and warm); with
+    ``switched``, every channel a ``jr.Switched`` of the three activations."""
     t_import = time.perf_counter()
     import jax
     import numpy as np
@@ -54,6 +58,9 @@ def child(sigmas: int) -> dict:
     def chain(activation, depth, s):
         spectra = (eig1, eig2)[:depth]
         channel = getattr(jr, CHANNELS[activation])
+        if switched:
+            options = tuple(getattr(jr, CHANNELS[a])() for a in ACTIVATIONS)
+            channel = functools.partial(jr.Switched, options, ACTIVATIONS.index(activation))
         layers = [(jr.Empirical(eigenvalues=s**2 * e, alpha=1.0), channel(noise=0.0)) for e in spectra[:-1]]
         layers.append((jr.Empirical(eigenvalues=s**2 * spectra[-1], alpha=1.0), channel(noise=1e-5)))
         return jr.Chain(prior=jr.Normal(), layers=layers)
@@ -106,12 +113,12 @@ def reference_seconds() -> tuple[float, float]:
     return demo, sweep["earlier_run_other_2core_machine"]
 
 
-def run_child(cache: str, sigmas: int) -> dict:
+def run_child(cache: str, sigmas: int, switched: bool = False) -> dict:
     env = dict(os.environ, JAXREPLICA_CACHE_DIR=cache)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--child", "--sigmas", str(sigmas)], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--child", "--sigmas", str(sigmas)] + ["--switched"] * switched,
+                         env=env, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["process_seconds"] = time.perf_counter() - start
     return result
@@ -126,21 +133,26 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="3 weight scales instead of 9")
     p.add_argument("--sigmas", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--switched", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", type=pathlib.Path, default=HERE / "results" / "library.json")
     args = p.parse_args(argv)
     sigmas = args.sigmas or (3 if args.quick else 9)
     if args.child:
-        print(json.dumps(child(sigmas)))
+        print(json.dumps(child(sigmas, args.switched)))
         return 0
     with tempfile.TemporaryDirectory() as cache:
         cold = run_child(cache, sigmas)
         cached = run_child(cache, sigmas)
+    with tempfile.TemporaryDirectory() as cache:
+        switched = run_child(cache, sigmas, switched=True)
     ref_demo, ref_sweep = reference_seconds()
     ref_sweep *= 6 * sigmas / 54
     rows = [
         ("Figure-2 entropies, user code, first process (empty cache)", cold["first_seconds"]),
         ("same, second process (persistent cache filled)", cached["first_seconds"]),
         ("same, warm (second call in a process)", cached["warm_seconds"]),
+        ("activations as data (jr.Switched), first process (empty cache)", switched["first_seconds"]),
+        ("same, warm", switched["warm_seconds"]),
     ]
     print(f"{6 * sigmas} entropies: 3 activations x 2 depths x {sigmas} weight scales, jax.vmap of jr.solve")
     print(f"original implementation (recorded): demo chain {ref_demo:.2f} s; the same entropies {ref_sweep:.0f} s")
@@ -154,13 +166,16 @@ def main(argv=None) -> int:
     print(f"process wall time: cold {cold['process_seconds']:.1f} s, cached {cached['process_seconds']:.1f} s "
           f"(imports {cold['import_seconds']:.1f} s)")
     diffs = {"cold_vs_cached": max_difference(cold["first"], cached["first"]),
-             "cached_vs_warm": max_difference(cached["first"], cached["warm"])}
+             "cached_vs_warm": max_difference(cached["first"], cached["warm"]),
+             "cold_vs_switched": max_difference(cold["first"], switched["first"])}
     print(f"largest difference between runs: {max(diffs.values()):.1e}")
     result = {"machine": machine(),
               "sigmas": cold["sigmas"], "reference": {"demo_seconds": ref_demo, "sweep_seconds": ref_sweep},
-              "cold": cold, "cached": cached, "differences": diffs,
+              "cold": cold, "cached": cached, "switched": switched, "differences": diffs,
               "speedups": {"cold": ref_sweep / cold["first_seconds"], "cached": ref_sweep / cached["first_seconds"],
-                           "warm": ref_sweep / cached["warm_seconds"]}}
+                           "warm": ref_sweep / cached["warm_seconds"],
+                           "switched_cold": ref_sweep / switched["first_seconds"],
+                           "switched_warm": ref_sweep / switched["warm_seconds"]}}
     write(args.out, result)
     return 0
 
