@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT",
     "hermite_rule",
     "switch_rule",
+    "TINY",
     "legendre_rule",
     "kinked_gaussian_rule",
     "far_end",
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
-_TINY = 1e-300
+TINY = 1e-300  # a floor for quantities that must stay positive
 # The teacher's noise xi (see switch_rule): nodes over [-XI_SPAN, XI_SPAN] (mass 2.6e-12
 # outside), equally spaced in a variable in which the spacing in xi is at most XI_CAP
 # times the step, and 1/XI_SHAPE of the switch's distance from the real axis at it.
@@ -203,16 +204,15 @@ def switch_rule(A, t0, tlo, thi, side, n: int):
     tlo)`` exceeds about ``XI_FADE`` the posterior follows the likelihood's peak instead
     of switching, and ``d`` grows until, at ``XI_CAP XI_SHAPE``, the rule is the
     trapezoid rule in ``xi``. The weights are normalised to sum to one."""
-    span = jnp.maximum(thi - tlo, _TINY)
     root = jnp.sqrt(A)
+    x = jnp.maximum(root * (thi - tlo), TINY)
     log_ratio = log_ndtr(-side) - log_ndtr(side)
-    xs = root * (0.5 * (tlo + thi) - t0) + log_ratio / jnp.maximum(root * span, _TINY)
+    xs = root * (0.5 * (tlo + thi) - t0) + log_ratio / x
     xs = jnp.where(jnp.isfinite(xs), jnp.clip(xs, -XI_SPAN, XI_SPAN), 0.0)[..., None]
     # The switch's width is about 1/x in xi (x = sqrt(A) times the range): its poles are
     # pi/x from the real axis. Where x is large the likelihood is sharper than the range
     # and the posterior follows its peak instead of switching: there the bend fades
     # (d grows as x^3 beyond XI_FADE and reaches the plain trapezoid rule's at x ~ 9).
-    x = jnp.maximum(root * span, _TINY)
     d = jnp.clip(np.pi / x * (1.0 + (x / XI_FADE) ** 4), 1e-3, XI_CAP * XI_SHAPE)[..., None]
     bend = XI_CAP * XI_SHAPE - d
     r = lambda e: XI_CAP * e - bend * jnp.tanh(e / XI_SHAPE)  # noqa: E731
@@ -389,6 +389,6 @@ def log_gaussian_window(A, B, g, lo, hi, mean, var):
     q = 1.0 + var * A * g * g
     exponent = (2.0 * B * g * mean - A * g * g * mean * mean + var * B * B * g * g) / (2.0 * q)
     centre = (mean + var * B * g) / q
-    post_sd = jnp.sqrt(jnp.maximum(var / q, 1e-300))
+    post_sd = jnp.sqrt(jnp.maximum(var / q, TINY))
     window = log_ndtr_diff(standardize(lo, centre, post_sd), standardize(hi, centre, post_sd))
     return exponent - 0.5 * jnp.log(q) + window

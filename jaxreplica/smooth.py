@@ -46,10 +46,9 @@ and keeps ``Ahat`` accurate both when the likelihood is flat and when it is shar
 teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks, and
 breakpoints where ``phi`` saturates against the likelihood: :meth:`SmoothChannel._knees`),
 ``w`` by Gauss-Hermite, and ``xi`` by a rule of each teacher node's own that follows
-the switch of a nearly two-valued posterior (:func:`jaxreplica.quadrature.switch_rule`). Sizes are
-``QuadratureConfig.smooth_*``; everything is
-traced and differentiable (derivatives flow through the nodes, as in
-:mod:`jaxreplica.quadrature`).
+the switch of a nearly two-valued posterior (:func:`jaxreplica.quadrature.switch_rule`).
+Sizes are ``QuadratureConfig.smooth_*``; everything is traced and differentiable
+(derivatives flow through the nodes, as in :mod:`jaxreplica.quadrature`).
 
 Accuracy: tests/test_smooth.py compares every core function with SciPy adaptive
 quadrature (docs/theory.md, "Scalar channels").
@@ -65,12 +64,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreplica.channel import Channel
-from jaxreplica.quadrature import (DEFAULT, LOG_2PI, SWITCH_MIN_NODES, XI_SPAN, QuadratureConfig, far_end,
+from jaxreplica.quadrature import (DEFAULT, LOG_2PI, SWITCH_MIN_NODES, TINY, XI_SPAN, QuadratureConfig, far_end,
                                    gaussian_entropy, hermite_rule, kinked_gaussian_rule, switch_rule)
 
 __all__ = ["SmoothChannel", "TINY", "EPS"]
 
-TINY = 1e-300
 EPS = 2.0**-53  # half an ulp of 1: t in (-1 + EPS, 1 - EPS) keeps atanh finite
 SPAN = 9.0  # the prior's span in u (mass 2e-19 outside)
 WINDOW = 9.0  # half-width of the likelihood's window in q (exp(-40.5))
@@ -239,10 +237,9 @@ class SmoothChannel(Channel):
         ``S + (J,)`` over the node's rule in the likelihood noise ``xi``
         (:func:`jaxreplica.quadrature.switch_rule`, ``J = cfg.smooth_hermite_xi``; with
         ``cfg.smooth_switch_rule`` off or fewer than ``SWITCH_MIN_NODES`` nodes, the
-        Gauss-Hermite rule, the same for every node,
-        and its weights of shape ``(J,)``): ``log int du N(u)
-        exp(-q^2/2) + xi^2/2``, ``Var_post(t)``, ``d log Z/dw = (<y> - w)/s`` and the
-        rule's weights, where ``y = w + sqrt(s) u``, ``q = sqrt(A) (phi(y + bias) - t0) -
+        Gauss-Hermite rule, the same for every node, and its weights of shape ``(J,)``):
+        ``log int du N(u) exp(-q^2/2) + xi^2/2``, ``Var_post(t)``, ``d log Z/dw =
+        (<y> - w)/s`` and the rule's weights, where ``y = w + sqrt(s) u``, ``q = sqrt(A) (phi(y + bias) - t0) -
         xi`` and ``zeta`` is the teacher's ``u`` (the rule's span holds it). One rule in
         ``u`` per teacher node serves every ``xi``: its window holds the likelihood's for
         each of them."""
