@@ -28,7 +28,8 @@ def machine(**extra) -> dict:
     device = jax.devices()[0]
     return {"platform": platform.platform(), "processor": _processor(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "jax": jax.__version__,
-            "device": f"{device.platform}: {device.device_kind}", **extra}
+            "device": f"{device.platform}: {device.device_kind}", "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            **extra}
 
 
 def write(path: pathlib.Path, result: dict) -> None:

@@ -2,6 +2,8 @@
 
     python bench/bench_library.py              # cold (empty cache), cold (filled cache), warm
     python bench/bench_library.py --quick      # 3 sigmas instead of 9 (a smoke run)
+    python bench/bench_library.py --xla-flags=--xla_cpu_use_fusion_emitters=false --out F
+                                               # also first and second processes under these flags
 
 For each activation (linear, hardtanh, ReLU) and depth (one and two layers of the
 paper's 1000-wide demo weights), ``jax.vmap(lambda s: jr.solve(chain(s)).entropy)`` over
@@ -113,8 +115,10 @@ def reference_seconds() -> tuple[float, float]:
     return demo, sweep["earlier_run_other_2core_machine"]
 
 
-def run_child(cache: str, sigmas: int, switched: bool = False) -> dict:
+def run_child(cache: str, sigmas: int, switched: bool = False, xla_flags: str | None = None) -> dict:
     env = dict(os.environ, JAXREPLICA_CACHE_DIR=cache)
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     start = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--child", "--sigmas", str(sigmas)] + ["--switched"] * switched,
@@ -134,6 +138,9 @@ def main(argv=None) -> int:
     p.add_argument("--sigmas", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--switched", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--xla-flags", default=None, metavar="FLAGS",
+                   help="also run a first and a second process with XLA_FLAGS=FLAGS (an experiment on the "
+                        "compiler's options: the table and the JSON hold both)")
     p.add_argument("--out", type=pathlib.Path, default=HERE / "results" / "library.json")
     args = p.parse_args(argv)
     sigmas = args.sigmas or (3 if args.quick else 9)
@@ -145,6 +152,11 @@ def main(argv=None) -> int:
         cached = run_child(cache, sigmas)
     with tempfile.TemporaryDirectory() as cache:
         switched = run_child(cache, sigmas, switched=True)
+    flagged = {}
+    if args.xla_flags is not None:
+        with tempfile.TemporaryDirectory() as cache:
+            flagged = {"cold": run_child(cache, sigmas, xla_flags=args.xla_flags),
+                       "cached": run_child(cache, sigmas, xla_flags=args.xla_flags)}
     ref_demo, ref_sweep = reference_seconds()
     ref_sweep *= 6 * sigmas / 54
     rows = [
@@ -154,24 +166,34 @@ def main(argv=None) -> int:
         ("activations as data (jr.Switched), first process (empty cache)", switched["first_seconds"]),
         ("same, warm", switched["warm_seconds"]),
     ]
+    if flagged:
+        rows += [("with XLA_FLAGS: first process (empty cache)", flagged["cold"]["first_seconds"]),
+                 ("with XLA_FLAGS: second process (cache filled)", flagged["cached"]["first_seconds"]),
+                 ("with XLA_FLAGS: warm", flagged["cached"]["warm_seconds"])]
     print(f"{6 * sigmas} entropies: 3 activations x 2 depths x {sigmas} weight scales, jax.vmap of jr.solve")
     print(f"original implementation (recorded): demo chain {ref_demo:.2f} s; the same entropies {ref_sweep:.0f} s")
     print(f"{'what':<62} {'seconds':>9} {'vs original':>12}")
     for name, seconds in rows:
         print(f"{name:<62} {seconds:9.2f} {ref_sweep / seconds:11.0f}x")
-    for name in ("solve", "jit(solve)"):
-        d = cached["demo"][name]
-        label = f"demo chain warm, {name}, median of {DEMO_RUNS} (min {d['min']:.4f})"
-        print(f"{label:<62} {d['median']:9.4f} {ref_demo / d['median']:11.0f}x")
+    for prefix, run in [("", cached)] + ([("with XLA_FLAGS: ", flagged["cached"])] if flagged else []):
+        for name in ("solve", "jit(solve)"):
+            d = run["demo"][name]
+            label = f"{prefix}demo chain warm, {name}, median of {DEMO_RUNS} (min {d['min']:.4f})"
+            print(f"{label:<62} {d['median']:9.4f} {ref_demo / d['median']:11.0f}x")
+    if flagged:
+        print(f"XLA_FLAGS={args.xla_flags}")
     print(f"process wall time: cold {cold['process_seconds']:.1f} s, cached {cached['process_seconds']:.1f} s "
           f"(imports {cold['import_seconds']:.1f} s)")
     diffs = {"cold_vs_cached": max_difference(cold["first"], cached["first"]),
              "cached_vs_warm": max_difference(cached["first"], cached["warm"]),
              "cold_vs_switched": max_difference(cold["first"], switched["first"])}
+    if flagged:
+        diffs["cold_vs_flagged"] = max_difference(cold["first"], flagged["cold"]["first"])
     print(f"largest difference between runs: {max(diffs.values()):.1e}")
     result = {"machine": machine(),
               "sigmas": cold["sigmas"], "reference": {"demo_seconds": ref_demo, "sweep_seconds": ref_sweep},
               "cold": cold, "cached": cached, "switched": switched, "differences": diffs,
+              "xla_flags_experiment": {"flags": args.xla_flags, **flagged} if flagged else None,
               "speedups": {"cold": ref_sweep / cold["first_seconds"], "cached": ref_sweep / cached["first_seconds"],
                            "warm": ref_sweep / cached["warm_seconds"],
                            "switched_cold": ref_sweep / switched["first_seconds"],
