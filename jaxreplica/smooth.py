@@ -239,10 +239,10 @@ class SmoothChannel(Channel):
         ``cfg.smooth_switch_rule`` off or fewer than ``SWITCH_MIN_NODES`` nodes, the
         Gauss-Hermite rule, the same for every node, and its weights of shape ``(J,)``):
         ``log int du N(u) exp(-q^2/2) + xi^2/2``, ``Var_post(t)``, ``d log Z/dw =
-        (<y> - w)/s`` and the rule's weights, where ``y = w + sqrt(s) u``, ``q = sqrt(A) (phi(y + bias) - t0) -
-        xi`` and ``zeta`` is the teacher's ``u`` (the rule's span holds it). One rule in
-        ``u`` per teacher node serves every ``xi``: its window holds the likelihood's for
-        each of them."""
+        (<y> - w)/s`` and the rule's weights, where ``y = w + sqrt(s) u``,
+        ``q = sqrt(A) (phi(y + bias) - t0) - xi`` and ``zeta`` is the teacher's ``u`` (the
+        rule's span holds it). One rule in ``u`` per teacher node serves every ``xi``: its
+        window holds the likelihood's for each of them."""
         t0, w, zeta = jnp.broadcast_arrays(t0, w, zeta)
         sqs, sqa = jnp.sqrt(s), jnp.sqrt(A)
         lo, hi = jnp.minimum(-SPAN, zeta - 3.0), jnp.maximum(SPAN, zeta + 3.0)
