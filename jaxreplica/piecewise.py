@@ -52,6 +52,12 @@ __all__ = ["Piece", "PiecewiseChannel"]
 
 INF = math.inf
 TINY = 1e-300
+# How far from a kink (in the student's prior sd sqrt(s)) the teacher's graded segments
+# reach. Graded out to the rule's far end instead (15 sds of the teacher, hundreds of
+# sqrt(s) once the prior is narrow), each graded segment was 2-5x longer where the
+# integrand bends, for the same nodes: Figure 2's hardtanh entropies were 2.5e-7 from
+# finer rules, now 2e-8 (reach 4 left 1e-5 in some Ahat; 8 and 12 were alike).
+GRADE_REACH = 8.0
 
 
 class Piece(NamedTuple):
@@ -136,7 +142,10 @@ class PiecewiseChannel(Channel):
 
         Near a kink the integrand changes on the scale of the student's posterior on
         ``y``: ``sqrt(s)`` from the prior ``N(w, s)``, narrowed to
-        ``sqrt(s/(1 + s A))`` by the field ``B`` of a hidden layer. For a symmetric
+        ``sqrt(s/(1 + s A))`` by the field ``B`` of a hidden layer. It has its form away
+        from the kink within ``GRADE_REACH sqrt(s)`` of it (the prior's reach across the
+        kink is then ``exp(-GRADE_REACH^2/2)``), so the graded segments span that, not
+        the whole rule. For a symmetric
         channel (``self.symmetric``) ``y0`` covers ``y0 >= 0`` only, with doubled
         weights: every average taken over these nodes is of a function that is even
         under ``(y0, w, xi) -> (-y0, -w, -xi)``, and the ``w`` and ``xi`` rules are
@@ -146,7 +155,8 @@ class PiecewiseChannel(Channel):
         spread = jnp.maximum(rho - V, 0.0)
         total = rho + self.noise
         scale = jnp.sqrt(s / (1.0 + s * A))
-        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._kinks(), scale, cfg, even=self.symmetric)
+        y0, wy = kinked_gaussian_rule(jnp.sqrt(total), self._kinks(), scale, cfg, even=self.symmetric,
+                                      reach=GRADE_REACH * jnp.sqrt(s))
         eta, weta = hermite_rule(cfg.hermite_w)
         c1 = spread / total
         c2 = spread * s / total

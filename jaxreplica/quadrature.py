@@ -247,9 +247,10 @@ def far_end(sd, cfg: QuadratureConfig):
     return 1.5 * (cfg.half_width * sd)
 
 
-def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig, points=()):
+def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig, points=(), reach=None):
     """Sorted breakpoints of the composite rule (see the module docstring), with
-    ``points`` added as they are (no graded segments around them)."""
+    ``points`` added as they are (no graded segments around them) and the graded
+    segments out to ``reach`` from each kink (None: the rule's far end)."""
     half = cfg.half_width * sd
     far = far_end(sd, cfg)
     pts = [jnp.linspace(-half, half, cfg.bulk_segments + 1)]
@@ -259,11 +260,11 @@ def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig, points=()):
         k = jnp.asarray(k, dtype=jnp.float64)
         sc = jnp.asarray(sc, dtype=jnp.float64)
         if cfg.adaptive_grading:
-            # Geometric from `sc` to the far end of the rule seen from the kink, so that
-            # no graded segment falls outside it; the ratio is capped at grade_ratio
-            # (beyond the reach of the capped grading the bulk segments take over).
-            reach = far + jnp.abs(k)
-            ratio = jnp.clip((reach / sc) ** (1.0 / max(cfg.grades - 1, 1)), 1.0, cfg.grade_ratio)
+            # Geometric from `sc` to `reach`, or to the far end of the rule seen from the
+            # kink, so that no graded segment falls outside it; the ratio is capped at
+            # grade_ratio (beyond the capped grading the bulk segments take over).
+            span = far + jnp.abs(k) if reach is None else jnp.minimum(far + jnp.abs(k), reach)
+            ratio = jnp.clip((span / sc) ** (1.0 / max(cfg.grades - 1, 1)), 1.0, cfg.grade_ratio)
             offsets = sc * ratio ** (powers * max(cfg.grades - 1, 1))
         else:
             offsets = sc * cfg.grade_ratio ** np.arange(cfg.grades)
@@ -276,12 +277,14 @@ def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig, points=()):
 
 
 def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAULT, even: bool = False,
-                         points=()):
+                         points=(), reach=None):
     """Composite rule for ``E f(y)``, ``y ~ N(0, sd^2)``, with ``f`` kinked at ``kinks``.
 
     ``f`` may change on the length ``scale`` near each kink (one number, or one per
-    kink); ``points`` are further breakpoints, without grading (where ``f`` bends on a
-    length the caller knows). Returns ``(y, w)`` with
+    kink) and takes its form away from the kink within ``reach`` of it (the graded
+    segments span that; None: out to the rule's far end); ``points`` are further
+    breakpoints, without grading (where ``f`` bends on a length the caller knows).
+    Returns ``(y, w)`` with
     ``sum_i w_i f(y_i) ~= E f(y)``; segments of zero length (breakpoints clipped to
     the domain) carry zero weight.
 
@@ -292,7 +295,7 @@ def kinked_gaussian_rule(sd, kinks=(), scale=1.0, cfg: QuadratureConfig = DEFAUL
     round-off, for half the nodes.
     """
     sd = jnp.asarray(sd, dtype=jnp.float64)
-    bp = _breakpoints(sd, kinks, scale, cfg, points)
+    bp = _breakpoints(sd, kinks, scale, cfg, points, reach)
     if even:
         n = bp.shape[0]
         # A symmetric set of odd size has 0 in the middle; of even size, 0 is not in it.

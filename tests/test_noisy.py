@@ -195,6 +195,22 @@ def test_one_layer_information_with_noise_after_the_activation(row):
     assert abs(float(sol.mutual_information) - expected) < 1e-8
 
 
+def test_sign_layer_with_tiny_noise_after_it_at_a_large_weight_scale():
+    """A sparse input (5% non-zero) through a biased sign layer at weight scale 18 with
+    noise 1e-6 and 1.8e-6 after it: the last layer's functions are a hidden layer's at
+    ``A = 1/noise_after`` (up to 1e6), whose student prior is 400 times narrower than the
+    teacher's pre-activation. ``I(X; T_1)`` within 1e-8 of the value from rules finer in
+    every direction, 0.3993831258 (when the teacher's graded segments spread from the
+    kink over the whole rule, it was 2.8e-6 and 4.8e-6 off)."""
+    def info(after):
+        layer = (jr.Gaussian(alpha=2.9134, scale=18.02691), jr.Probit(noise=4.8928e-5, noise_after=after, bias=-0.22431))
+        return jr.solve(jr.Chain(prior=jr.SpikeSlab(prob=0.0524647), layers=[layer]))
+
+    sols = jax.jit(jax.vmap(info))(jnp.asarray([1e-6, 1.82e-6]))
+    assert np.all(np.asarray(sols.converged))
+    np.testing.assert_allclose(np.asarray(sols.mutual_information), 0.3993831258, rtol=0, atol=1e-8)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("row", NOISE_AFTER, ids=lambda r: f"{r['activation']}-{r['noise']}-{r['noise_after']}")
 def test_noise_after_reference_values(row):

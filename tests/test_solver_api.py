@@ -361,7 +361,8 @@ def test_a_layer_recovered_to_every_digit_converges():
     assert np.all(np.asarray(sols.converged)) and np.all(np.asarray(sols.branches.converged))
     assert np.all(np.asarray(sols.branches.iterations) < 100)
     mi = np.asarray(sols.mutual_information)
-    assert mi[0] == pytest.approx(0.5566116298, abs=1e-9)
+    # (rules finer in every direction give 0.556611627354)
+    assert mi[0] == pytest.approx(0.5566116274, abs=1e-9)
     assert np.all(np.abs(np.diff(mi)) < 1e-6)
     # the upper branch is still found, and rejected for its larger phi
     assert float(np.max(np.asarray(sols.branches.potential)[1])) > float(sols.potential[1]) + 0.1
