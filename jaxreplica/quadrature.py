@@ -102,8 +102,8 @@ class QuadratureConfig:
     # The prior's averages are one-dimensional: Gauss-Legendre nodes per segment there
     # (10 integrate the Gaussian's mass and moments to round-off; 6 leave 1e-9).
     prior_legendre: int = 10
-    # Graded segments reach from the kink's scale to the rule's far end (ratio capped
-    # at grade_ratio); False: fixed ratio grade_ratio, whatever the reach.
+    # Graded segments reach from the kink's scale to the caller's reach or the rule's far
+    # end (ratio capped at grade_ratio); False: fixed ratio grade_ratio, whatever the reach.
     adaptive_grading: bool = True
     # Smooth activations (jaxreplica.smooth). One-dimensional averages (E t^2, E log phi'):
     # smooth_average_segments uniform segments over +-half_width sd. Teacher: y0 on
