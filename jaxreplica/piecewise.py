@@ -53,10 +53,10 @@ __all__ = ["Piece", "PiecewiseChannel"]
 INF = math.inf
 TINY = 1e-300
 # How far from a kink (in the student's prior sd sqrt(s)) the teacher's graded segments
-# reach. Graded out to the rule's far end instead (15 sds of the teacher, hundreds of
-# sqrt(s) once the prior is narrow), each graded segment was 2-5x longer where the
-# integrand bends, for the same nodes: Figure 2's hardtanh entropies were 2.5e-7 from
-# finer rules, now 2e-8 (reach 4 left 1e-5 in some Ahat; 8 and 12 were alike).
+# reach. Graded out to the rule's far end (15 sds of the teacher, hundreds of sqrt(s)
+# once the prior is narrow), each graded segment is 2-5x longer where the integrand
+# bends, for the same nodes: Figure 2's hardtanh entropies then lie 2.5e-7 from finer
+# rules instead of 2e-8. A reach of 4 leaves 1e-5 in some Ahat; 8 and 12 do alike.
 GRADE_REACH = 8.0
 
 
@@ -142,14 +142,13 @@ class PiecewiseChannel(Channel):
 
         Near a kink the integrand changes on the scale of the student's posterior on
         ``y``: ``sqrt(s)`` from the prior ``N(w, s)``, narrowed to
-        ``sqrt(s/(1 + s A))`` by the field ``B`` of a hidden layer. It has its form away
-        from the kink within ``GRADE_REACH sqrt(s)`` of it (the prior's reach across the
-        kink is then ``exp(-GRADE_REACH^2/2)``), so the graded segments span that, not
-        the whole rule. For a symmetric
-        channel (``self.symmetric``) ``y0`` covers ``y0 >= 0`` only, with doubled
-        weights: every average taken over these nodes is of a function that is even
-        under ``(y0, w, xi) -> (-y0, -w, -xi)``, and the ``w`` and ``xi`` rules are
-        symmetric.
+        ``sqrt(s/(1 + s A))`` by the field ``B`` of a hidden layer, and it settles into
+        its form away from the kink within ``GRADE_REACH sqrt(s)`` of it (where the
+        prior's mass across the kink is of order ``exp(-GRADE_REACH^2/2)``): the graded
+        segments span that, not the whole rule. For a symmetric channel
+        (``self.symmetric``) ``y0`` covers ``y0 >= 0`` only, with doubled weights: every
+        average taken over these nodes is of a function that is even under
+        ``(y0, w, xi) -> (-y0, -w, -xi)``, and the ``w`` and ``xi`` rules are symmetric.
         """
         s = jnp.maximum(V + self.noise, TINY)
         spread = jnp.maximum(rho - V, 0.0)

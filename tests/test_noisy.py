@@ -203,8 +203,9 @@ def test_sign_layer_with_tiny_noise_after_it_at_a_large_weight_scale():
     every direction, 0.3993831258 (when the teacher's graded segments spread from the
     kink over the whole rule, it was 2.8e-6 and 4.8e-6 off)."""
     def info(after):
-        layer = (jr.Gaussian(alpha=2.9134, scale=18.02691), jr.Probit(noise=4.8928e-5, noise_after=after, bias=-0.22431))
-        return jr.solve(jr.Chain(prior=jr.SpikeSlab(prob=0.0524647), layers=[layer]))
+        sign = jr.Probit(noise=4.8928e-5, noise_after=after, bias=-0.22431)
+        layers = [(jr.Gaussian(alpha=2.9134, scale=18.02691), sign)]
+        return jr.solve(jr.Chain(prior=jr.SpikeSlab(prob=0.0524647), layers=layers))
 
     sols = jax.jit(jax.vmap(info))(jnp.asarray([1e-6, 1.82e-6]))
     assert np.all(np.asarray(sols.converged))
