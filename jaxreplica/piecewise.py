@@ -39,6 +39,7 @@ from jaxreplica.quadrature import (
     BIG,
     DEFAULT,
     LOG_2PI,
+    TINY,
     QuadratureConfig,
     hermite_rule,
     kinked_gaussian_rule,
@@ -51,7 +52,6 @@ from jaxreplica.quadrature import (
 __all__ = ["Piece", "PiecewiseChannel"]
 
 INF = math.inf
-TINY = 1e-300
 # How far from a kink (in the student's prior sd sqrt(s)) the teacher's graded segments
 # reach. Graded out to the rule's far end (15 sds of the teacher, hundreds of sqrt(s)
 # once the prior is narrow), each graded segment is 2-5x longer where the integrand

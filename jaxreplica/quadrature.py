@@ -263,7 +263,9 @@ def _breakpoints(sd, kinks, scale, cfg: QuadratureConfig, points=(), reach=None)
             # Geometric from `sc` to `reach`, or to the far end of the rule seen from the
             # kink, so that no graded segment falls outside it; the ratio is capped at
             # grade_ratio (beyond the capped grading the bulk segments take over).
-            span = far + jnp.abs(k) if reach is None else jnp.minimum(far + jnp.abs(k), reach)
+            span = far + jnp.abs(k)
+            if reach is not None:
+                span = jnp.minimum(span, reach)
             ratio = jnp.clip((span / sc) ** (1.0 / max(cfg.grades - 1, 1)), 1.0, cfg.grade_ratio)
             offsets = sc * ratio ** (powers * max(cfg.grades - 1, 1))
         else:
