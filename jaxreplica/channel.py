@@ -34,7 +34,8 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxreplica._struct import Validated
 from jaxreplica.priors import MMSE_FLOOR
-from jaxreplica.quadrature import DEFAULT, QuadratureConfig, gaussian_entropy
+from jaxreplica.gaussian import gaussian_entropy
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig
 
 __all__ = ["Channel", "averages_by_quadrature"]
 
@@ -88,6 +89,13 @@ class Channel(Validated):
     def _hidden(self, A, V, rho, cfg: QuadratureConfig):
         raise NotImplementedError
 
+    def _hidden_sharp(self, A, V, rho, cfg: QuadratureConfig):
+        """:meth:`_hidden` with noise after the activation (the functions at
+        ``A/(1 + A noise_after)``, or at ``1/noise_after`` for a last layer), where the
+        likelihood is sharp against the student's prior and switches between an
+        activation's pieces. A subclass may refine its rules there."""
+        return self._hidden(A, V, rho, cfg)
+
     def _output(self, V, rho, cfg: QuadratureConfig):
         raise NotImplementedError
 
@@ -123,7 +131,7 @@ class Channel(Validated):
             return self._hidden(A, V, rho, cfg)
         A = jnp.asarray(A, dtype=jnp.float64)
         q = 1.0 + A * self.noise_after
-        free, ahat, vhat = self._hidden(A / q, V, rho, cfg)
+        free, ahat, vhat = self._hidden_sharp(A / q, V, rho, cfg)
         return free - 0.5 * jnp.log(q), ahat, vhat / (q * q) + self.noise_after / q
 
     def hidden_free_entropy(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
@@ -154,7 +162,7 @@ class Channel(Validated):
     def _output_after(self, d, V, rho, cfg: QuadratureConfig):
         """``(I_last, Ahat_last)`` with noise ``d > 0`` after the activation: the hidden
         functions at ``A = 1/d`` (see the module docstring)."""
-        free, ahat, _ = self._hidden(1.0 / d, V, rho, cfg)
+        free, ahat, _ = self._hidden_sharp(1.0 / d, V, rho, cfg)
         return free - gaussian_entropy(d), ahat
 
     def output_averages_a_hidden_layer(self, posterior_quadrature: bool = False) -> bool:

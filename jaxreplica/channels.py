@@ -19,7 +19,8 @@ from jaxreplica._struct import concrete, pytree
 from jaxreplica.channel import Channel
 from jaxreplica.priors import MMSE_FLOOR
 from jaxreplica.piecewise import INF, Piece, PiecewiseChannel
-from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rule, log_ndtr
+from jaxreplica.gaussian import log_ndtr
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rule
 
 __all__ = ["Linear", "ReLU", "LeakyReLU", "HardTanh", "Probit", "Switched"]
 
@@ -141,10 +142,13 @@ def _probit_hidden(channel: Probit, A, V, rho, cfg: QuadratureConfig):
     ``log Z = -A/2 + log(Phi(u) Phi(-u))/2 + log(2 cosh(B + r))``: the switch between
     the atoms sits at ``B = -r``, with width 1/2, which in the teacher noise ``xi``
     (``B = A t0 + sqrt(A) xi``) is a kink of width ``1/(2 sqrt(A))`` that moves with
-    ``w``. Each ``(y0, w)`` node gets its own kinked rule in ``xi``.
+    ``w``. Each ``(y0, w)`` node gets its own kinked rule in ``xi``. The atoms' prior
+    masses ``Phi(+-u)`` change on the scale ``sqrt(s)`` in ``w``, for most teacher nodes
+    in the tail of ``w``'s rule: ``cfg.sign_hermite_w`` nodes there at least.
     """
     A = jnp.asarray(A, dtype=jnp.float64)
-    s, y0, w, weight = channel._teacher(V, rho, cfg, A)
+    teacher_cfg = dataclasses.replace(cfg, hermite_w=max(cfg.hermite_w, cfg.sign_hermite_w))
+    s, y0, w, weight = channel._teacher(V, rho, teacher_cfg, A)
     sqrt_a = jnp.sqrt(A)
     t0 = jnp.broadcast_to(channel.activation(y0), w.shape)
     sd = jnp.sqrt(s)
@@ -237,6 +241,9 @@ class Switched(Channel):
 
     def _hidden(self, A, V, rho, cfg: QuadratureConfig):
         return self._switch("_hidden", (A, V, rho), cfg)
+
+    def _hidden_sharp(self, A, V, rho, cfg: QuadratureConfig):
+        return self._switch("_hidden_sharp", (A, V, rho), cfg)
 
     def _output_extrinsic(self, V, ahat):
         return self._switch("_output_extrinsic", (V, ahat))

@@ -3,7 +3,7 @@
 On each interval ``(lo, hi)`` of the pre-activation ``y = z + xi`` the activation is
 either a constant ``c`` (an atom of ``t``) or affine, ``g y + c`` (a continuous part of
 slope ``g``). That one description gives, through
-:func:`jaxreplica.quadrature.log_gaussian_window`, every log-partition function in closed
+:func:`jaxreplica.gaussian.log_gaussian_window`, every log-partition function in closed
 form, and the kinks where the quadrature must be refined. A bias shifts the pieces.
 
 Core functions (see :mod:`jaxreplica.channel`), with ``s = V + noise``:
@@ -35,19 +35,8 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
 from jaxreplica.channel import Channel
-from jaxreplica.quadrature import (
-    BIG,
-    DEFAULT,
-    LOG_2PI,
-    TINY,
-    QuadratureConfig,
-    hermite_rule,
-    kinked_gaussian_rule,
-    log_gaussian_window,
-    log_ndtr,
-    log_ndtr_diff,
-    standardize,
-)
+from jaxreplica.gaussian import BIG, LOG_2PI, TINY, log_gaussian_window, log_ndtr, log_ndtr_diff, standardize
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig, hermite_rule, kinked_gaussian_rule
 
 __all__ = ["Piece", "PiecewiseChannel"]
 
@@ -252,6 +241,10 @@ class PiecewiseChannel(Channel):
         # whose last term averages to zero exactly (the xi rule is symmetric) and is left out.
         reduced = logz + 0.5 * xi * xi
         return jnp.sum(weight * reduced), jnp.sum(weight * dw**2), jnp.sum(weight * d2)
+
+    def _hidden_sharp(self, A, V, rho, cfg: QuadratureConfig):
+        """On the refined rules of :meth:`QuadratureConfig.for_sharp`."""
+        return self._hidden(A, V, rho, cfg.for_sharp())
 
     def posterior_moments(self, A, t0, xi, w, s):
         """``(log Z - B^2/(2A), d log Z/dB, d^2 log Z/dB^2, d log Z/dw)`` in closed form, at

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxreplica._struct import Validated, pytree
-from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rule, log_gaussian_window
+from jaxreplica.gaussian import log_gaussian_window
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig, kinked_gaussian_rule
 
 __all__ = ["Prior", "Normal", "Bimodal", "SpikeSlab"]
 

@@ -64,8 +64,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreplica.channel import Channel
-from jaxreplica.quadrature import (DEFAULT, LOG_2PI, SWITCH_MIN_NODES, TINY, XI_SPAN, QuadratureConfig, far_end,
-                                   gaussian_entropy, hermite_rule, kinked_gaussian_rule, switch_rule)
+from jaxreplica.gaussian import LOG_2PI, TINY, gaussian_entropy
+from jaxreplica.quadrature import (DEFAULT, SWITCH_MIN_NODES, XI_SPAN, QuadratureConfig, far_end, hermite_rule,
+                                   kinked_gaussian_rule, switch_rule)
 
 __all__ = ["SmoothChannel", "TINY", "EPS"]
 

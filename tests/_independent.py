@@ -297,3 +297,129 @@ def smooth_conditional_entropy(kind, noise, noise_after, rho, tol=1e-10):
     ``A = 1/noise_after``, ``V = 0``."""
     free = smooth_hidden(kind, 1.0 / noise_after, 0.0, noise, rho, count=1, tol=tol)[0]
     return 0.5 * (1.0 + math.log(2.0 * math.pi)) - free + 0.5 * math.log(noise_after)
+
+
+def _log_window(a, b):
+    """``log(Phi(b) - Phi(a))`` for arrays ``a < b`` (either may be infinite), without
+    cancellation in either tail."""
+    ndtr, log_ndtr = _special.ndtr, _special.log_ndtr
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upper = log_ndtr(-a) + np.log1p(-np.exp(log_ndtr(-b) - log_ndtr(-a)))  # a > 0: both in the upper tail
+        lower = log_ndtr(b) + np.log1p(-np.exp(log_ndtr(a) - log_ndtr(b)))  # b < 0
+        middle = np.log1p(-ndtr(a) - ndtr(-b))
+    return np.where(a > 0, upper, np.where(b < 0, lower, middle))
+
+
+def _truncated_moments(a, b, log_mass):
+    """``E u`` and ``Var u`` of a standard normal ``u`` restricted to ``(a, b)``."""
+    def weighted(x):  # (pdf(x), x pdf(x)) / mass, zero at infinite x
+        finite = np.isfinite(x)
+        xf = np.where(finite, x, 0.0)
+        ratio = np.exp(np.where(finite, -0.5 * xf * xf - 0.5 * math.log(2.0 * math.pi) - log_mass, -np.inf))
+        return ratio, ratio * xf
+
+    pa, xpa = weighted(a)
+    pb, xpb = weighted(b)
+    mean = pa - pb
+    return mean, 1.0 + xpa - xpb - mean * mean
+
+
+def _observed_given_field(kind, gain, obs_var, w, s, bias, b):
+    """``(log p(b | w), d/dw log p(b | w), Var(phi | b, w))`` at the points ``b``, for
+    ``y ~ N(w, s)``, ``t = phi(y + bias)`` and ``b = gain t + N(0, obs_var)``: a closed
+    form per piece (an atom's window mass times a Gaussian in ``b``; a slope's Gaussian
+    marginal of ``b`` times the window mass of the posterior of ``y``)."""
+    sqs = math.sqrt(s)
+    logs, shifts, means, variances = [], [], [], []
+    for lo, hi, g, c in PIECES[kind]:
+        lo, hi = lo - bias, hi - bias
+        offset = c + g * bias  # t = g y + offset on this piece
+        bp = b - gain * offset
+        if g == 0.0:
+            alpha, beta = (lo - w) / sqs, (hi - w) / sqs
+            log_mass = _log_window(np.full_like(b, alpha), np.full_like(b, beta))
+            mu, var = _truncated_moments(alpha, beta, log_mass)
+            logs.append(-0.5 * bp * bp / obs_var - 0.5 * math.log(2.0 * math.pi * obs_var) + log_mass)
+            shifts.append(sqs * mu)
+            means.append(np.full_like(b, offset))
+            variances.append(np.zeros_like(b))
+        else:
+            a = gain * g
+            total = obs_var + a * a * s
+            shift = s * a * (bp - a * w) / total  # the posterior mean of y, minus w
+            post = s * obs_var / total
+            sd = math.sqrt(post)
+            alpha, beta = (lo - w - shift) / sd, (hi - w - shift) / sd
+            log_mass = _log_window(alpha, beta)
+            mu, var = _truncated_moments(alpha, beta, log_mass)
+            logs.append(-0.5 * (bp - a * w) ** 2 / total - 0.5 * math.log(2.0 * math.pi * total) + log_mass)
+            shifts.append(shift + sd * mu)
+            means.append(g * (w + shift + sd * mu) + offset)
+            variances.append(g * g * post * var)
+    logs = np.array(logs)
+    log_p = np.logaddexp.reduce(logs, axis=0)
+    weight = np.exp(logs - log_p)
+    mean = np.sum(weight * np.array(means), axis=0)
+    var = np.sum(weight * (np.array(variances) + np.array(means) ** 2), axis=0) - mean * mean
+    return log_p, np.sum(weight * np.array(shifts), axis=0) / s, np.maximum(var, 0.0)
+
+
+def piecewise_observed(kind, gain, obs_var, V, noise, rho, bias=0.0, tol=1e-10):
+    """``(-E_w h(b | w), E (d/dw log p(b | w))^2, E Var(phi | b, w))`` for
+    ``w ~ N(0, rho - V)``, ``y ~ N(w, V + noise)``, ``t = phi(y + bias)`` piecewise affine
+    and ``b = gain t + N(0, obs_var)``: SciPy ``quad_vec`` over ``w`` (split at the kinks),
+    inside it :func:`adaptive_legendre` over ``b`` of the closed forms of
+    :func:`_observed_given_field`."""
+    s = V + noise
+    sqs, spread = math.sqrt(s), math.sqrt(max(rho - V, 0.0))
+    obs_sd = math.sqrt(obs_var)
+    atoms = [c for _, _, g, c in PIECES[kind] if g == 0.0]
+
+    def phi(y):
+        out = np.zeros_like(y)
+        for lo, hi, g, c in PIECES[kind]:
+            x = y + bias
+            out = np.where((x > lo) & (x <= hi), g * x + c, out)
+        return out
+
+    def given_w(w):
+        u = np.linspace(-12.0, 12.0, 97)
+        levels = gain * phi(w + sqs * u)
+        lo, hi = levels.min() - 14.0 * obs_sd, levels.max() + 14.0 * obs_sd
+        around = [gain * c + k * obs_sd for c in atoms for k in range(-8, 9)]
+        edges = np.unique(np.clip(np.concatenate([levels, around, [lo, hi]]), lo, hi))
+
+        def f(b):
+            shape = b.shape
+            log_p, dw, var = _observed_given_field(kind, gain, obs_var, w, s, bias, b.ravel())
+            p = np.exp(log_p)
+            return np.stack([p * log_p, p * dw * dw, p * var]).reshape((3, *shape))
+
+        return adaptive_legendre(f, edges, 0.01 * tol, 0.1 * tol)
+
+    if spread == 0.0:
+        return tuple(given_w(0.0))
+    kinks = sorted({(x - bias) / spread for lo, hi, _, _ in PIECES[kind] for x in (lo, hi) if np.isfinite(x)})
+    # (the integrand changes on the scale sqrt(s)/spread around a kink: graded points)
+    steps = [0.0] + [sign * 2.0**j for j in range(-2, 12) for sign in (-1.0, 1.0)]
+    pts = sorted({k + j * sqs / spread for k in kinks for j in steps} | {0.0})
+    pts = [p for p in pts if -12.0 < p < 12.0]
+    out = integrate.quad_vec(lambda x: given_w(spread * x) * _gauss(x), -12.0, 12.0, points=pts or None,
+                             epsabs=tol, epsrel=tol, norm="max", limit=2000)[0]
+    return tuple(out)
+
+
+def piecewise_functions(kind, role, A, V, noise, rho, bias=0.0, noise_after=0.0, tol=1e-10):
+    """The channel functions of a piecewise-affine activation with noise ``noise`` before
+    and ``noise_after`` after it, from :func:`piecewise_observed`. ``role="hidden"``: the
+    reduced free entropy ``I_hidden - A E t^2/2``, ``Ahat`` and ``Vhat`` at
+    ``(A, V, rho)`` (the observation is ``b = sqrt(A) t + N(0, 1)``, with the noise after
+    folded into it: ``N(0, 1 + A noise_after)``, and ``Vhat = E Var(t | b, w)``, whose
+    ``t`` includes the noise after). ``role="last"`` (``A`` unused; ``noise_after > 0``):
+    ``I_last = -E_w h(t | w)`` and ``Ahat_last``."""
+    if role == "last":
+        free, ahat, _ = piecewise_observed(kind, 1.0, noise_after, V, noise, rho, bias, tol)
+        return free, ahat
+    q = 1.0 + A * noise_after
+    free, ahat, var = piecewise_observed(kind, math.sqrt(A), q, V, noise, rho, bias, tol)
+    return 0.5 * (1.0 + math.log(2.0 * math.pi)) + free, ahat, var / (q * q) + noise_after / q

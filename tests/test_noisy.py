@@ -212,6 +212,99 @@ def test_sign_layer_with_tiny_noise_after_it_at_a_large_weight_scale():
     np.testing.assert_allclose(np.asarray(sols.mutual_information), 0.3993831258, rtol=0, atol=1e-8)
 
 
+PIECEWISE = load_reference("piecewise.json")["rows"]
+
+
+def _piecewise_rows(kind, role, with_after=None):
+    rows = [r for r in PIECEWISE if r["activation"] == kind and r["role"] == role]
+    if with_after is not None:
+        rows = [r for r in rows if (r["noise_after"] > 0) == with_after]
+    assert rows and all(r["converged"] < 1e-9 for r in rows)
+    return rows
+
+
+def _piecewise_values(kind, rows, functions, names=("free_entropy", "ahat", "vhat")):
+    """``functions(channel, A, V, rho)`` (the values ``names``) at every row, one vmapped
+    program, and the reference values, both as arrays ``(row, value)``."""
+    keys = ("A", "V", "rho", "noise", "noise_after", "bias")
+    args = {k: jnp.asarray([1.0 if r[k] is None else r[k] for r in rows]) for k in keys}
+    # (a traced zero noise after is none, but for the rules of a hidden layer: rows
+    # without any take the channel without it)
+    with_after = any(r["noise_after"] for r in rows)
+
+    def one(A, V, rho, noise, noise_after, bias):
+        after = noise_after if with_after else None
+        return jnp.stack(functions(CHANNELS[kind](noise=noise, noise_after=after, bias=bias), A, V, rho))
+
+    got = np.asarray(jax.jit(jax.vmap(one))(**args))
+    return got, np.array([[r[n] for n in names] for r in rows])
+
+
+def _assert_close(got, expected, tol, what, names=("free_entropy", "ahat", "vhat")):
+    """Free entropy and ``Vhat`` absolute, ``Ahat`` relative (it reaches 5e4)."""
+    err = np.abs(got - expected)
+    for k, name in enumerate(names):
+        if name == "ahat":
+            err[:, k] /= np.abs(expected[:, k])
+    assert np.all(err <= np.asarray(tol)), (what, err.max(0))
+
+
+PIECEWISE_KINDS = ["relu", "hardtanh", "leaky_relu", "probit"]
+
+
+@pytest.mark.parametrize("kind", PIECEWISE_KINDS)
+def test_piecewise_functions_with_sharp_likelihoods_against_scipy(kind):
+    """Free entropy, ``Ahat`` (relative) and ``Vhat`` to 1e-7 of SciPy (tests/data/
+    piecewise.json) over ``A`` 1e-2..1e5, ``V`` 1e-6..``rho``, noises 1e-5..1e-1, with
+    biases: hidden layers with noise after the activation, last layers with noise after
+    it (the hidden functions at ``A = 1/noise_after``), and the known field of the
+    conditional chain's prior (``V = 0``)."""
+    hidden = _piecewise_rows(kind, "hidden", with_after=True)
+    got, expected = _piecewise_values(kind, hidden, lambda ch, A, V, rho: ch.hidden_functions(A, V, rho))
+    _assert_close(got, expected, (1e-7, 1e-7, 1e-7), f"{kind} hidden with noise after")
+    last = _piecewise_rows(kind, "last")
+    names = ("free_entropy", "ahat")
+    got, expected = _piecewise_values(kind, last, lambda ch, A, V, rho: ch.output_functions(V, rho), names)
+    _assert_close(got, expected, (1e-7, 1e-7), f"{kind} last layer with noise after", names)
+    known = _piecewise_rows(kind, "known")
+    names = ("free_entropy", "vhat")
+    got, expected = _piecewise_values(kind, known, lambda ch, A, V, rho: RandomField(ch, rho).teacher_average(A),
+                                      names)
+    _assert_close(got, expected, (1e-7, 1e-7), f"{kind} known field", names)
+
+
+@pytest.mark.parametrize("kind", PIECEWISE_KINDS)
+def test_piecewise_hidden_functions_without_noise_after_against_scipy(kind):
+    """Hidden layers with noise before the activation only (with biases). On the default
+    rules: leaky ReLU and sign to 1e-7 of SciPy; ReLU and hardtanh, whose likelihood at
+    ``A`` of 1 and more switches between an atom and the slope in the tail of the
+    teacher's noise, free entropy within 2.5e-7, ``Ahat`` within 2e-6 relative and
+    ``Vhat`` within 1e-7 (the accuracy docs/accuracy.md states). On the refined rules
+    ``QuadratureConfig().for_sharp()``, every one to 1e-7."""
+    rows = _piecewise_rows(kind, "hidden", with_after=False)
+    got, expected = _piecewise_values(kind, rows, lambda ch, A, V, rho: ch.hidden_functions(A, V, rho))
+    tol = (2.5e-7, 2e-6, 1e-7) if kind in ("relu", "hardtanh") else (1e-7, 1e-7, 1e-7)
+    _assert_close(got, expected, tol, f"{kind} hidden, default rules")
+    sharp = jr.QuadratureConfig().for_sharp()
+    got, expected = _piecewise_values(kind, rows, lambda ch, A, V, rho: ch.hidden_functions(A, V, rho, sharp))
+    _assert_close(got, expected, (1e-7, 1e-7, 1e-7), f"{kind} hidden, refined rules")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", PIECEWISE_KINDS)
+def test_piecewise_reference_values(kind):
+    """The first row of each role of tests/data/piecewise.json, recomputed."""
+    from _independent import piecewise_functions
+
+    for role in ("hidden", "last", "known"):
+        row = _piecewise_rows(kind, role)[0]
+        values = piecewise_functions(kind, "last" if role == "last" else "hidden", row["A"], row["V"], row["noise"],
+                                     row["rho"], row["bias"], row["noise_after"])
+        names = ("free_entropy", "ahat", "vhat")[:len(values)]
+        for name, value in zip(names, values):
+            assert abs(value - row[name]) <= 1e-10 * max(1.0, abs(row[name])), (role, name)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("row", NOISE_AFTER, ids=lambda r: f"{r['activation']}-{r['noise']}-{r['noise_after']}")
 def test_noise_after_reference_values(row):

@@ -145,7 +145,7 @@ def test_log_ndtr_matches_scipy_with_its_derivative():
     from scipy.special import log_ndtr as scipy_log_ndtr
     from scipy.stats import norm
 
-    from jaxreplica.quadrature import log_ndtr
+    from jaxreplica.gaussian import log_ndtr
 
     x = np.concatenate([-np.logspace(-4, 5, 400), [0.0], np.logspace(-4, 1.5, 200)])
     want = scipy_log_ndtr(x)
