@@ -88,21 +88,20 @@ class QuadratureConfig:
     output_grade_ratio: float = 2.0
     output_grades: int = 22
     output_hermite_w: int = 12
+    # The hidden sign channel's student field w (jaxreplica.channels): with the 12 nodes of
+    # hermite_w its Ahat was up to 2.6e-5 relative off at A below 1 (16: 2.7e-6, 20:
+    # 4.4e-7, 24: 6.5e-8, against 48 nodes and the refined rules below).
+    sign_hermite_w: int = 24
     # Piecewise channels with noise d after the activation (the hidden functions at
     # A/(1 + A d), or at 1/d as a last layer): a likelihood sharp against the student's
     # prior, under which the posterior switches between pieces as the teacher's noise xi
     # crosses a point in its tail. There the rules above leave ReLU and hardtanh up to
     # 1.8e-6 relative off in Ahat and 5.5e-7 in the free entropy (A of 1e2 and more);
-    # these hold every piecewise channel within 5e-8 of SciPy over A 1e-2..1e5
-    # (docs/accuracy.md).
-    # The hidden sign channel's student field w (jaxreplica.channels): with the 12 nodes of
-    # hermite_w its Ahat was up to 2.6e-5 relative off at A below 1 (16: 2.7e-6, 20:
-    # 4.4e-7, 24: 6.5e-8, against 48 nodes and the sharp rules).
-    sign_hermite_w: int = 24
-    sharp_grades: int = 12
+    # these sizes hold every piecewise channel within 5.2e-8 of SciPy over A 1e-2..1e5
+    # (docs/accuracy.md; with 6 Legendre nodes 2.9e-7, with 12 graded segments no better).
     sharp_legendre: int = 8
     sharp_hermite_xi: int = 48
-    sharp_hermite_w: int = 24
+    sharp_hermite_w: int = 16
     # The prior's averages are one-dimensional: Gauss-Legendre nodes per segment there
     # (10 integrate the Gaussian's mass and moments to round-off; 6 leave 1e-9).
     prior_legendre: int = 10
@@ -180,8 +179,8 @@ class QuadratureConfig:
     def for_sharp(self) -> "QuadratureConfig":
         """The hidden rules refined for a sharp likelihood (the ``sharp_*`` sizes): the
         piecewise channels' with noise after the activation."""
-        return dataclasses.replace(self, grades=self.sharp_grades, legendre=self.sharp_legendre,
-                                   hermite_xi=self.sharp_hermite_xi, hermite_w=self.sharp_hermite_w)
+        return dataclasses.replace(self, legendre=self.sharp_legendre, hermite_xi=self.sharp_hermite_xi,
+                                   hermite_w=self.sharp_hermite_w)
 
     def for_prior(self) -> "QuadratureConfig":
         return dataclasses.replace(self, legendre=self.prior_legendre)
