@@ -29,11 +29,11 @@ import jax.flatten_util
 import jax.numpy as jnp
 
 from jaxreplica._struct import pytree, tree_where
+from jaxreplica.gaussian import TINY
 from jaxreplica.potential import OrderParameters
 
 __all__ = ["iterate", "IterationResult"]
 
-TINY = 1e-300
 MEMORY = 3  # Anderson's history length
 GROWTH = 2.0  # a residual this many times the previous one restarts
 SETBACK = 10.0  # a residual this many times the best one restarts
@@ -144,7 +144,7 @@ def _anderson(memory: _Memory, x, g, f):
     constant rate, as on the way to a recovered input) and cycles. Each message moves
     by at most a factor ``e^REACH`` beyond the plain step."""
     gram = memory.dF @ memory.dF.T
-    reg = 1e-12 * (jnp.trace(gram) + 1e-300)
+    reg = 1e-12 * (jnp.trace(gram) + TINY)
     gamma = _spd_solve(gram + reg * jnp.eye(MEMORY), memory.dF @ f)
     x_acc = g + jnp.clip(-memory.dG.T @ gamma, -REACH, REACH)
     usable = (memory.filled > 0) & jnp.all(jnp.isfinite(x_acc)) & (jnp.dot(x_acc - x, f) > 0)
@@ -170,7 +170,7 @@ def _change(new: OrderParameters, old: OrderParameters):
     would keep the iteration from ever meeting ``tol``."""
     n = jnp.stack([new.V, new.tV, new.A, new.tA])
     o = jnp.stack([old.V, old.tV, old.A, old.tA])
-    relative = jnp.abs(n - o) / (jnp.abs(o) + 1e-300)
+    relative = jnp.abs(n - o) / (jnp.abs(o) + TINY)
     an, ao = jnp.abs(n), jnp.abs(o)
     settled = jnp.concatenate([jnp.maximum(an[:2], ao[:2]) < NEGLIGIBLE,
                                jnp.minimum(an[2:], ao[2:]) > 1.0 / NEGLIGIBLE])

@@ -298,7 +298,7 @@ class PiecewiseChannel(Channel):
                 centre = w + s * pull
                 var = s / q
             extra = -0.5 * r * r / q
-            sd = jnp.sqrt(jnp.maximum(var, 1e-300))
+            sd = jnp.sqrt(jnp.maximum(var, TINY))
             a = jnp.clip(standardize(p.lo, centre, sd), -BIG, BIG)
             b = jnp.clip(standardize(p.hi, centre, sd), -BIG, BIG)
             # A half-infinite window's infinite end has phi = 0 (and needs no log Phi).
@@ -314,7 +314,7 @@ class PiecewiseChannel(Channel):
             # This piece's share of d log Z/dw (see the docstring): drift + coef * truncation
             drift = 0.0 if p.atom else pull
             coef = lam if p.atom else lam - (1.0 - lam) * s * A * g * g
-            share = drift + coef * (ra - rb) / jnp.sqrt(jnp.maximum(s * q, 1e-300))
+            share = drift + coef * (ra - rb) / jnp.sqrt(jnp.maximum(s * q, TINY))
             logs.append(extra - 0.5 * jnp.log(q) + log_mass)
             if p.atom:
                 t1.append(c + 0.0 * mean_y)

@@ -29,12 +29,12 @@ import jax.numpy as jnp
 
 from jaxreplica._struct import check, pytree
 from jaxreplica.chain import Chain
+from jaxreplica.gaussian import TINY
 from jaxreplica.potential import OrderParameters
 from jaxreplica.priors import MMSE_FLOOR
 
 __all__ = ["VAMP", "FixedPoint", "as_scheme", "for_training", "start_names"]
 
-TINY = 1e-300
 INFORMED = 1e-10  # the informed start's errors, relative to each layer's second moment
 LAYOUTS = (None, "map", "vmap")
 

@@ -68,7 +68,7 @@ from jaxreplica.gaussian import LOG_2PI, TINY, gaussian_entropy
 from jaxreplica.quadrature import (DEFAULT, SWITCH_MIN_NODES, XI_SPAN, QuadratureConfig, far_end, hermite_rule,
                                    kinked_gaussian_rule, switch_rule)
 
-__all__ = ["SmoothChannel", "TINY", "EPS"]
+__all__ = ["SmoothChannel", "EPS"]
 
 EPS = 2.0**-53  # half an ulp of 1: t in (-1 + EPS, 1 - EPS) keeps atanh finite
 SPAN = 9.0  # the prior's span in u (mass 2e-19 outside)

@@ -16,7 +16,8 @@ import numpy as np
 from jax.scipy.special import erf, erfinv
 
 from jaxreplica._struct import pytree
-from jaxreplica.smooth import EPS, TINY, SmoothChannel
+from jaxreplica.gaussian import TINY
+from jaxreplica.smooth import EPS, SmoothChannel
 
 __all__ = ["Tanh", "Sigmoid", "Softplus", "ELU", "Erf", "Activation"]
 

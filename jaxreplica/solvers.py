@@ -24,6 +24,7 @@ from jax import custom_batching
 
 from jaxreplica.chain import Chain
 from jaxreplica.conditional import conditional_chain, per_input
+from jaxreplica.gaussian import TINY
 from jaxreplica.iteration import IterationResult
 from jaxreplica.multistart import layout, run_starts
 from jaxreplica.potential import OrderParameters, noise_entropy, phi
@@ -38,7 +39,6 @@ from jaxreplica._struct import concrete, pytree, tree_where
 
 __all__ = ["solve", "solve_layers", "stationarity", "check_method", "METHODS"]
 
-TINY = 1e-300
 BOUND_SLACK = 1e-9  # round-off allowed above I(X; T) <= H(X)
 POLISHED = 1e-6  # largest stationarity residual of a polished point that counts as stationary
 LOWER_MARGIN = 1e-8  # a start that did not converge this far (relative) below the selected phi casts doubt

@@ -19,11 +19,10 @@ import jax.numpy as jnp
 
 from jaxreplica.chain import Chain
 from jaxreplica.ensembles import Empirical
+from jaxreplica.gaussian import TINY
 from jaxreplica.potential import OrderParameters, phi
 
 __all__ = ["pack", "unpack", "stationarity_residual", "polish", "at_stationary_point"]
-
-TINY = 1e-300
 
 
 def _theta_free(chain: Chain):
