@@ -26,6 +26,7 @@ however small the noise.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import NamedTuple
@@ -37,6 +38,7 @@ from jax.scipy.special import ndtr
 from jaxreplica.channel import Channel
 from jaxreplica.gaussian import BIG, LOG_2PI, TINY, log_gaussian_window, log_ndtr, log_ndtr_diff, standardize
 from jaxreplica.quadrature import DEFAULT, QuadratureConfig, hermite_rule, kinked_gaussian_rule
+from jaxreplica.xi_rules import SWITCH_MIN_NODES, atom_switch, nearest_switch_rule
 
 __all__ = ["Piece", "PiecewiseChannel"]
 
@@ -229,18 +231,43 @@ class PiecewiseChannel(Channel):
 
     def _hidden(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
         A = jnp.asarray(A, dtype=jnp.float64)
+        switching = self._atom_kinks() and cfg.atom_switch_rule and cfg.hermite_xi >= SWITCH_MIN_NODES
+        if switching:
+            cfg = dataclasses.replace(cfg, hermite_w=max(cfg.hermite_w, cfg.atom_hermite_w))
         s, y0, w, weight = self._teacher(V, rho, cfg, A)
-        xi, wxi = hermite_rule(cfg.hermite_xi)
-        t0 = self.activation(y0)[..., None]
-        # Shapes (y0, 1, xi) and (y0, w, 1): broadcast inside the fused element-wise
-        # code, never materialised as full grids.
+        t0 = self.activation(y0)
+        if switching:
+            # One rule in xi per teacher node (y0, w), shape (y0, w, xi). It stands for the
+            # fixed law N(0, 1): where its nodes sit is a choice, and derivatives need not
+            # flow through it (they would cost, not change, them).
+            xi, wxi = jax.lax.stop_gradient(self._xi_rule(A, t0, w, s, cfg.hermite_xi))
+        else:
+            xi, wxi = hermite_rule(cfg.hermite_xi)
+        # Shapes (y0, 1, 1), (y0, w, 1) and (xi,) or (y0, w, xi): broadcast inside the fused
+        # element-wise code.
+        t0 = t0[..., None]
         w = w[..., None]
         weight = weight[..., None] * wxi
         logz, _, d2, dw = self.posterior_moments(A, t0, xi, w, s)
         # Reduced free entropy: log Z - A t0^2/2 = (log Z - B^2/(2A)) + xi^2/2 + sqrt(A) xi t0,
-        # whose last term averages to zero exactly (the xi rule is symmetric) and is left out.
+        # whose last term averages to zero exactly and is left out.
         reduced = logz + 0.5 * xi * xi
         return jnp.sum(weight * reduced), jnp.sum(weight * dw**2), jnp.sum(weight * d2)
+
+    def _atom_kinks(self):
+        """``(kink, atom, slope, atom_on_left)`` for each kink between an atom and a
+        piece with a slope (static)."""
+        ps = self.pieces()
+        return [(left.hi, *((left, right, True) if left.atom else (right, left, False)))
+                for left, right in zip(ps[:-1], ps[1:]) if left.atom != right.atom]
+
+    def _xi_rule(self, A, t0, w, s, n: int):
+        """A rule in the teacher's noise ``xi`` for each teacher node ``(t0, w)``, shape
+        ``w.shape + (n,)``, bent at the switch between an atom and the slope beside it
+        (:func:`jaxreplica.xi_rules.atom_switch`); of several (hardtanh's two), the one
+        nearest ``xi = 0``."""
+        return nearest_switch_rule([atom_switch(A, t0, w, s, k, atom.lo, atom.hi, atom.offset, slope.slope, on_left)
+                                    for k, atom, slope, on_left in self._atom_kinks()], n)
 
     def _hidden_sharp(self, A, V, rho, cfg: QuadratureConfig):
         """On the refined rules of :meth:`QuadratureConfig.for_sharp`."""

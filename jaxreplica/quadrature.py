@@ -31,37 +31,16 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreplica.gaussian import LOG_2PI, TINY, log_ndtr
+from jaxreplica.gaussian import LOG_2PI
 
 __all__ = [
     "QuadratureConfig",
     "DEFAULT",
     "hermite_rule",
-    "switch_rule",
     "legendre_rule",
     "kinked_gaussian_rule",
     "far_end",
 ]
-
-# The teacher's noise xi (see switch_rule): nodes over [-XI_SPAN, XI_SPAN] (mass 2.6e-12
-# outside), equally spaced in a variable in which the spacing in xi is at most XI_CAP
-# times the step, and 1/XI_SHAPE of the switch's distance from the real axis at it.
-# With 24 nodes, over spans 7-9, caps 0.6-1.2 and shapes 1-5, these were the best at the
-# nearly two-valued points of tests/test_smooth.py (errors 2e-10 to 2e-8; a span of 9
-# with cap 0.6 and shape 2 left 1e-4, and needed 40 nodes for 5e-8).
-XI_SPAN = 7.0
-XI_CAP = 1.0
-XI_SHAPE = 3.0
-XI_ENDS = 12  # Newton steps for the ends of the range (monotone from the outside)
-# sqrt(A) (thi - tlo) beyond which the switch rule's bend fades: with none, 24 nodes were
-# up to 1.5e-6 off (tanh at A = 30, trho = 24) where Gauss-Hermite's were 1e-7; with
-# XI_FADE of 4-6 within 5e-7 there, and no worse than Gauss-Hermite's at A of 1-8.
-XI_FADE = 5.0
-# Fewer nodes than this are Gauss-Hermite's whatever smooth_switch_rule says: with 8, the
-# switch rule's nodes 2 apart left a noisy tanh network's I(X; T_2) 1.7e-2 off (Gauss-
-# Hermite's 6e-6); with 16 and more it beat Gauss-Hermite's over the nearly two-valued band.
-SWITCH_MIN_NODES = 16
-
 
 @dataclasses.dataclass(frozen=True)
 class QuadratureConfig:
@@ -92,15 +71,26 @@ class QuadratureConfig:
     # hermite_w its Ahat was up to 2.6e-5 relative off at A below 1 (16: 2.7e-6, 20:
     # 4.4e-7, 24: 6.5e-8, against 48 nodes and the refined rules below).
     sign_hermite_w: int = 24
+    # Hidden layers whose activation has an atom beside a slope (ReLU, hardtanh): at A of
+    # 1 and more the posterior switches from the atom to the slope as the teacher's noise
+    # xi crosses a point in its tail (a step of width about 1/|xi|). With
+    # atom_switch_rule (and at least SWITCH_MIN_NODES nodes in xi, jaxreplica.xi_rules) each
+    # teacher node's rule in xi follows that switch (jaxreplica.xi_rules.atom_switch): 24 such
+    # nodes do what 96 Gauss-Hermite ones did (24 Gauss-Hermite nodes left Ahat up to
+    # 2e-6 relative off, free entropy 1.6e-7). The student's field w then needs
+    # atom_hermite_w nodes at least (12: Ahat 2.4e-7 relative off at A of 3-9; 14: 7.9e-8;
+    # 16: 6.2e-8), over 300 random points against rules four times as fine.
+    atom_switch_rule: bool = True
+    atom_hermite_w: int = 16
     # Piecewise channels with noise d after the activation (the hidden functions at
     # A/(1 + A d), or at 1/d as a last layer): a likelihood sharp against the student's
-    # prior, under which the posterior switches between pieces as the teacher's noise xi
-    # crosses a point in its tail. There the rules above leave ReLU and hardtanh up to
-    # 1.8e-6 relative off in Ahat and 5.5e-7 in the free entropy (A of 1e2 and more);
-    # these sizes hold every piecewise channel within 5.2e-8 of SciPy over A 1e-2..1e5
-    # (docs/accuracy.md; with 6 Legendre nodes 2.9e-7, with 12 graded segments no better).
+    # prior. These sizes hold every piecewise channel within 2.7e-8 of SciPy over A
+    # 1e-2..1e5 (docs/accuracy.md). With 24 nodes in xi (on the switch rule above),
+    # hardtanh's last layer was 1.1e-7 off in Ahat and leaky ReLU's (no atom: Gauss-
+    # Hermite nodes) 4.6e-8; with 6 Legendre nodes a segment, ReLU's last layer 7.9e-8 in
+    # the free entropy. (Before the switch rule, 48 Gauss-Hermite nodes were needed.)
     sharp_legendre: int = 8
-    sharp_hermite_xi: int = 48
+    sharp_hermite_xi: int = 32
     sharp_hermite_w: int = 16
     # The prior's averages are one-dimensional: Gauss-Legendre nodes per segment there
     # (10 integrate the Gaussian's mass and moments to round-off; 6 leave 1e-9).
@@ -114,7 +104,7 @@ class QuadratureConfig:
     # +-smooth_teacher_width sd (plus the turn's graded segments and the saturation
     # breakpoints of jaxreplica.smooth), w on smooth_hermite_w Gauss-Hermite nodes, xi on
     # smooth_hermite_xi nodes of a trapezoid rule in a variable that follows the switch of
-    # a nearly two-valued posterior (smooth_switch_rule; switch_rule below:
+    # a nearly two-valued posterior (smooth_switch_rule; jaxreplica.xi_rules.switch_rule:
     # 24 Gauss-Hermite nodes were up to 1.3e-4 off there, these 24 nodes 2e-8; the coarse
     # survey keeps Gauss-Hermite nodes, as the switch rule with 12 was too coarse for the
     # survey's map, which then took more refinement steps). Each posterior
@@ -162,7 +152,8 @@ class QuadratureConfig:
             hermite_xi=max(self.hermite_xi // 3, 6), output_hermite_w=max(self.output_hermite_w // 2, 4),
             output_grades=max(self.output_grades // 2, 4), sharp_legendre=max(self.sharp_legendre // 2, 3),
             sharp_hermite_xi=max(self.sharp_hermite_xi // 3, 6), sharp_hermite_w=max(self.sharp_hermite_w // 2, 4),
-            sign_hermite_w=max(self.sign_hermite_w // 2, 4),
+            sign_hermite_w=max(self.sign_hermite_w // 2, 4), atom_switch_rule=False,
+            atom_hermite_w=max(self.atom_hermite_w // 2, 4),
             smooth_teacher_segments=max(self.smooth_teacher_segments // 2, 6),
             smooth_teacher_legendre=max(self.smooth_teacher_legendre // 2, 3),
             smooth_hermite_w=max(self.smooth_hermite_w // 2, 4), smooth_hermite_xi=max(self.smooth_hermite_xi // 2, 6),
@@ -193,56 +184,6 @@ def hermite_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights with ``sum_i w_i f(x_i) ~= E f(z)``, ``z ~ N(0, 1)``."""
     x, w = np.polynomial.hermite_e.hermegauss(n)
     return x, w / math.sqrt(2.0 * math.pi)
-
-
-def switch_rule(A, t0, tlo, thi, side, n: int):
-    """Nodes and weights (shape ``S + (n,)``) with ``sum_j w_j f(xi_j) ~= E f(xi)``,
-    ``xi ~ N(0, 1)``, for a teacher node's functions of the likelihood's noise.
-
-    Where the student's prior puts its mass near both ends of the activation's range
-    (a wide prior that the activation saturates), the posterior on ``t`` is nearly
-    two-valued and switches from one end to the other as ``xi`` crosses a point: the
-    functions of ``xi`` are then analytic only in a strip of half-width about
-    ``d = pi/(sqrt(A) (thi - tlo))`` about the real axis, at the switch, and a
-    Gauss-Hermite rule converges slowly (24 nodes were up to 2e-4 off). The switch is
-    where the likelihood's peak ``t0 + xi/sqrt(A)`` reaches the point between the ends
-    at which the two ends' prior masses (``Phi(side)``, ``Phi(-side)``) and their
-    likelihoods balance. The nodes are equally spaced in ``e``, with ``xi = xs + r(e)``,
-    ``r(e) = XI_CAP e - (XI_CAP XI_SHAPE - d) tanh(e/XI_SHAPE)``: spacing ``d/XI_SHAPE``
-    times the step at the switch, ``XI_CAP`` times it far from it, analytic in a strip
-    of ``e`` (the trapezoid rule converges geometrically). Where ``x = sqrt(A) (thi -
-    tlo)`` exceeds about ``XI_FADE`` the posterior follows the likelihood's peak instead
-    of switching, and ``d`` grows until, at ``XI_CAP XI_SHAPE``, the rule is the
-    trapezoid rule in ``xi``. The weights are normalised to sum to one."""
-    root = jnp.sqrt(A)
-    x = jnp.maximum(root * (thi - tlo), TINY)
-    log_ratio = log_ndtr(-side) - log_ndtr(side)
-    xs = root * (0.5 * (tlo + thi) - t0) + log_ratio / x
-    xs = jnp.where(jnp.isfinite(xs), jnp.clip(xs, -XI_SPAN, XI_SPAN), 0.0)[..., None]
-    # The switch's width is about 1/x in xi (x = sqrt(A) times the range): its poles are
-    # pi/x from the real axis. Where x is large the likelihood is sharper than the range
-    # and the posterior follows its peak instead of switching: there the bend fades
-    # (d grows as x^3 beyond XI_FADE and reaches the plain trapezoid rule's at x ~ 9).
-    d = jnp.clip(np.pi / x * (1.0 + (x / XI_FADE) ** 4), 1e-3, XI_CAP * XI_SHAPE)[..., None]
-    bend = XI_CAP * XI_SHAPE - d
-    r = lambda e: XI_CAP * e - bend * jnp.tanh(e / XI_SHAPE)  # noqa: E731
-    slope = lambda e: XI_CAP - bend / XI_SHAPE / jnp.cosh(e / XI_SHAPE) ** 2  # noqa: E731
-
-    def end(target):
-        # r(e) = target by Newton from the asymptote: r is increasing, convex for e > 0
-        # and concave for e < 0, so the steps approach the root from outside.
-        e = (target + jnp.sign(target) * bend) / XI_CAP
-        for _ in range(XI_ENDS):
-            e = e - (r(e) - target) / slope(e)
-        return e
-
-    first, last = end(-XI_SPAN - xs), end(XI_SPAN - xs)
-    k = np.linspace(0.0, 1.0, n)
-    e = first + (last - first) * k
-    xi = xs + r(e)
-    ends = np.where((k == 0.0) | (k == 1.0), 0.5, 1.0)
-    weight = ends * slope(e) * jnp.exp(-0.5 * xi * xi)
-    return xi, weight / jnp.sum(weight, axis=-1, keepdims=True)
 
 
 def legendre_rule(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -46,7 +46,7 @@ and keeps ``Ahat`` accurate both when the likelihood is flat and when it is shar
 teacher averages: ``y0`` by a composite Gauss-Legendre rule (with the kinks, and
 breakpoints where ``phi`` saturates against the likelihood: :meth:`SmoothChannel._knees`),
 ``w`` by Gauss-Hermite, and ``xi`` by a rule of each teacher node's own that follows
-the switch of a nearly two-valued posterior (:func:`jaxreplica.quadrature.switch_rule`).
+the switch of a nearly two-valued posterior (:func:`jaxreplica.xi_rules.switch_rule`).
 Sizes are ``QuadratureConfig.smooth_*``; everything is traced and differentiable
 (derivatives flow through the nodes, as in :mod:`jaxreplica.quadrature`).
 
@@ -65,8 +65,8 @@ import numpy as np
 
 from jaxreplica.channel import Channel
 from jaxreplica.gaussian import LOG_2PI, TINY, gaussian_entropy
-from jaxreplica.quadrature import (DEFAULT, SWITCH_MIN_NODES, XI_SPAN, QuadratureConfig, far_end, hermite_rule,
-                                   kinked_gaussian_rule, switch_rule)
+from jaxreplica.quadrature import DEFAULT, QuadratureConfig, far_end, hermite_rule, kinked_gaussian_rule
+from jaxreplica.xi_rules import SWITCH_MIN_NODES, XI_SPAN, switch_rule
 
 __all__ = ["SmoothChannel", "EPS"]
 
@@ -236,7 +236,7 @@ class SmoothChannel(Channel):
     def posterior(self, A, s, t0, w, zeta, cfg: QuadratureConfig = DEFAULT):
         """Per teacher node (``t0, w, zeta``, arrays of one shape ``S``), arrays of shape
         ``S + (J,)`` over the node's rule in the likelihood noise ``xi``
-        (:func:`jaxreplica.quadrature.switch_rule`, ``J = cfg.smooth_hermite_xi``; with
+        (:func:`jaxreplica.xi_rules.switch_rule`, ``J = cfg.smooth_hermite_xi``; with
         ``cfg.smooth_switch_rule`` off or fewer than ``SWITCH_MIN_NODES`` nodes, the
         Gauss-Hermite rule, the same for every node, and its weights of shape ``(J,)``):
         ``log int du N(u) exp(-q^2/2) + xi^2/2``, ``Var_post(t)``, ``d log Z/dw =

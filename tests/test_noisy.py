@@ -275,19 +275,23 @@ def test_piecewise_functions_with_sharp_likelihoods_against_scipy(kind):
 
 @pytest.mark.parametrize("kind", PIECEWISE_KINDS)
 def test_piecewise_hidden_functions_without_noise_after_against_scipy(kind):
-    """Hidden layers with noise before the activation only (with biases). On the default
-    rules: leaky ReLU and sign to 1e-7 of SciPy; ReLU and hardtanh, whose likelihood at
-    ``A`` of 1 and more switches between an atom and the slope in the tail of the
-    teacher's noise, free entropy within 2.5e-7, ``Ahat`` within 2e-6 relative and
-    ``Vhat`` within 1e-7 (the accuracy docs/accuracy.md states). On the refined rules
-    ``QuadratureConfig().for_sharp()``, every one to 1e-7."""
+    """Hidden layers with noise before the activation only (with biases): free entropy,
+    ``Ahat`` (relative) and ``Vhat`` within 1e-7 of SciPy, on the default rules and on the
+    refined rules ``QuadratureConfig().for_sharp()``. (With 24 Gauss-Hermite nodes in the
+    teacher's noise, ``atom_switch_rule=False``, ReLU's ``Ahat`` is 6.8e-7 off on these
+    rows, where the posterior switches from the atom to the slope in the tail of that
+    noise; tests/test_units.py has hardtanh's such points.)"""
     rows = _piecewise_rows(kind, "hidden", with_after=False)
     got, expected = _piecewise_values(kind, rows, lambda ch, A, V, rho: ch.hidden_functions(A, V, rho))
-    tol = (2.5e-7, 2e-6, 1e-7) if kind in ("relu", "hardtanh") else (1e-7, 1e-7, 1e-7)
-    _assert_close(got, expected, tol, f"{kind} hidden, default rules")
+    _assert_close(got, expected, (1e-7, 1e-7, 1e-7), f"{kind} hidden, default rules")
     sharp = jr.QuadratureConfig().for_sharp()
     got, expected = _piecewise_values(kind, rows, lambda ch, A, V, rho: ch.hidden_functions(A, V, rho, sharp))
     _assert_close(got, expected, (1e-7, 1e-7, 1e-7), f"{kind} hidden, refined rules")
+    if kind == "relu":
+        plain = jr.QuadratureConfig(atom_switch_rule=False)
+        got, expected = _piecewise_values(kind, rows, lambda ch, A, V, rho: ch.hidden_functions(A, V, rho, plain))
+        with pytest.raises(AssertionError):
+            _assert_close(got, expected, (1e-7, 1e-7, 1e-7), "")
 
 
 @pytest.mark.slow

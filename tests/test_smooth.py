@@ -13,7 +13,8 @@ import jaxreplica as jr
 from conftest import load_reference
 from _independent import smooth_moments
 from jaxreplica import activations
-from jaxreplica.quadrature import hermite_rule, switch_rule
+from jaxreplica.quadrature import hermite_rule
+from jaxreplica.xi_rules import switch_rule
 
 CHANNELS = {
     "tanh": jr.Tanh,

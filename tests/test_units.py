@@ -18,6 +18,7 @@ BIMODAL_MMSE_A100 = {0.5: 2.388383471271139737e-23, 0.3: 2.187072306780722091e-2
 
 
 import jax
+import jax.numpy as jnp
 
 # One compilation per block type (the blocks are pytrees, their numbers are traced).
 _prior_fns = jax.jit(lambda prior, A: prior.free_entropy_and_mmse(A))
@@ -260,3 +261,56 @@ def test_hidden_free_entropy_where_log_z_is_huge(name, ch, A, V, rho):
     finer = np.array([float(x) for x in ch.hidden_functions(A, V, rho, fine)])
     assert abs(default[0] - finer[0]) < 1e-9, (name, default[0], finer[0])
     np.testing.assert_allclose(default[1:], finer[1:], rtol=1e-8, err_msg=name)
+
+
+def test_bent_rule_is_a_rule_for_the_standard_normal():
+    """Wherever the bend sits and however sharp it is (a switch far out, none, a
+    non-finite position), the rule integrates the standard normal's moments and a smooth
+    function; it reaches ``|xi| = 7`` at both ends."""
+    from jaxreplica.xi_rules import bent_rule
+
+    xs = jnp.array([0.0, 3.5, -6.9, 7.0, 40.0, jnp.nan, -2.0, 1.0])
+    d = jnp.array([3.0, 0.3, 1e-3, 0.05, 0.2, 0.5, 1e9, 0.0])
+    xi, w = map(np.asarray, bent_rule(xs, d, 24))
+    assert np.all(np.isfinite(xi)) and np.all(w >= 0)
+    assert np.all(xi[:, 0] <= -7.0) and np.all(xi[:, -1] >= 7.0)
+    np.testing.assert_allclose(np.sum(w, axis=-1), 1.0, atol=1e-14)
+    np.testing.assert_allclose(np.sum(w * xi, axis=-1), 0.0, atol=1e-9)
+    np.testing.assert_allclose(np.sum(w * xi * xi, axis=-1), 1.0, atol=1e-8)
+    np.testing.assert_allclose(np.sum(w * np.cos(xi), axis=-1), np.exp(-0.5), atol=1e-8)
+
+
+# Points where the posterior of a ReLU or hardtanh hidden layer switches between the atom
+# and the slope as the teacher's noise xi crosses a point in its tail (A, V, rho, noise,
+# bias): where 24 Gauss-Hermite nodes in xi miss Ahat by 8e-7 to 2e-6 relative, and
+# (A V of about 1) where 12 nodes in the student's field miss it by 1.5e-7 to 2.7e-7.
+ATOM_SWITCHES = {
+    "relu": [(16964.805702, 1.29153, 1.638784, 0.0257925, -0.229467), (7748.559233, 0.126735, 1.947237, 8.91958e-05, -0.389473),
+             (3.436811, 0.24546, 1.182853, 4.581e-05, -0.043004)],
+    "hardtanh": [(24879.138567, 0.0687525, 2.096059, 0.000432642, 0.0), (5331.467876, 1.42895, 1.694302, 0.0559669, 0.0),
+                 (9.095164, 0.0714616, 2.294425, 0.0, 0.28319)],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ATOM_SWITCHES))
+def test_hidden_functions_where_the_posterior_switches_from_atom_to_slope(kind):
+    """There each teacher node's rule in ``xi`` follows the switch: free entropy, ``Ahat``
+    (relative) and ``Vhat`` within 1e-7 of Gauss-Hermite rules four times as fine (96
+    nodes in ``xi``, 24 in ``w``, 10 Legendre nodes a segment). Gauss-Hermite's 24 nodes
+    (``atom_switch_rule=False``) and 12 nodes in ``w`` each miss that by far."""
+    make = {"relu": jr.ReLU, "hardtanh": jr.HardTanh}[kind]
+    points = np.array(ATOM_SWITCHES[kind])
+
+    def values(cfg):
+        one = lambda A, V, rho, noise, bias: jnp.stack(make(noise=noise, bias=bias).hidden_functions(A, V, rho, cfg))  # noqa: E731
+        return np.asarray(jax.jit(jax.vmap(one))(*map(jnp.asarray, points.T)))
+
+    def errors(cfg):
+        err = np.abs(values(cfg) - fine)
+        err[:, 1] /= np.abs(fine[:, 1])
+        return err
+
+    fine = values(jr.QuadratureConfig(atom_switch_rule=False, legendre=10, hermite_xi=96, hermite_w=24))
+    assert np.all(errors(jr.QuadratureConfig()) < 1e-7), errors(jr.QuadratureConfig())
+    assert np.max(errors(jr.QuadratureConfig(atom_switch_rule=False))[:2, 1]) > 7e-7
+    assert errors(jr.QuadratureConfig(atom_hermite_w=12))[2, 1] > 1.5e-7
