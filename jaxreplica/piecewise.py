@@ -20,8 +20,10 @@ Core functions (see :mod:`jaxreplica.channel`), with ``s = V + noise``:
 The teacher averages are taken in the variables ``y0 ~ N(0, rho + noise)`` (kinked
 composite rule refined on the scale ``sqrt(s)``), ``w | y0 ~ N(c1 y0, c2)`` with
 ``c1 = (rho - V)/(rho + noise)``, ``c2 = (rho - V) s/(rho + noise)``, and ``xi``
-(Gauss-Hermite): in these variables the integrand is smooth on the scale of each rule,
-however small the noise.
+(Gauss-Hermite; for an atom beside a slope, as in ReLU and hardtanh, a rule per teacher
+node that follows the posterior's switch between them, :mod:`jaxreplica.xi_rules`): in
+these variables the integrand is smooth on the scale of each rule, however small the
+noise.
 """
 
 from __future__ import annotations

@@ -77,9 +77,10 @@ class QuadratureConfig:
     # atom_switch_rule (and at least SWITCH_MIN_NODES nodes in xi, jaxreplica.xi_rules) each
     # teacher node's rule in xi follows that switch (jaxreplica.xi_rules.atom_switch): 24 such
     # nodes do what 96 Gauss-Hermite ones did (24 Gauss-Hermite nodes left Ahat up to
-    # 2e-6 relative off, free entropy 1.6e-7). The student's field w then needs
-    # atom_hermite_w nodes at least (12: Ahat 2.4e-7 relative off at A of 3-9; 14: 7.9e-8;
-    # 16: 6.2e-8), over 300 random points against rules four times as fine.
+    # 2e-6 relative off, free entropy 1.7e-7). The student's field w then needs
+    # atom_hermite_w nodes at least (on 300 random points against rules four times as
+    # fine, 12: Ahat 2.4e-7 relative off at A V of about 1; 14: 7.9e-8; 16: 6.2e-8, and
+    # 8.7e-8 on 300 more).
     atom_switch_rule: bool = True
     atom_hermite_w: int = 16
     # Piecewise channels with noise d after the activation (the hidden functions at
