@@ -11,7 +11,11 @@ and its solves timed separately. The first four rows sweep one activation each a
 compared with the hardtanh row; the noisy tanh row is also compared with the same noisy
 network with hardtanh (the cost of the activation alone: a noisy network also solves
 its conditional chain). The last two are the whole Figure-2 sweep (linear, hardtanh and
-ReLU) and the same with tanh in place of hardtanh, compared with each other. Prints a table and writes ``bench/results/activations.json``.
+ReLU) and the same with tanh in place of hardtanh, compared with each other. Then one
+evaluation of a hidden layer's functions (free entropy, ``Ahat``, ``Vhat``), tanh beside
+hardtanh, with the full rules and with the coarse ones a multi-start surveys with, at three
+points ``(A, V, rho)``: the unit a sweep's cost is made of. Prints the tables and writes
+``bench/results/activations.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+import time
 
 import numpy as np
 from _results import machine, write
@@ -26,6 +31,8 @@ from _results import machine, write
 from jaxreplica.experiments.figure2 import DEFAULT_SIGMAS, run_sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
+EVALUATION_POINTS = ((2.0, 0.3, 1.0), (50.0, 0.05, 3.0), (1e3, 1e-3, 10.0))  # (A, V, rho)
+EVALUATION_RUNS = 30
 NOISY = dict(noise=0.01, hidden_noise=0.01, noise_position="after")
 # name: (the rows it is compared with, the curve whose values are recorded, run_sweep's arguments)
 CASES = {
@@ -70,8 +77,42 @@ def main(argv=None) -> int:
             also = f" ({r['also_solve_ratio']:.2f}x by solve time against {r['also_compared_with']})"
         print(f"{name:<40} {r['compile_seconds']:10.2f} {r['solve_seconds']:9.2f} {r['solve_ratio']:11.2f}x "
               f"{r['total_ratio']:11.2f}x {'yes' if r['converged'] else 'NO':>10}  {r['compared_with']}{also}")
-    write(args.out, {"machine": machine(), "sigmas": sigmas, "rows": rows})
+    evaluations = evaluation_times()
+    print(f"one evaluation of a hidden layer's functions, ms (median of {EVALUATION_RUNS})")
+    print(f"{'(A, V, rho)':<22} {'rules':<7} {'tanh':>8} {'hardtanh':>9} {'ratio':>7}")
+    for e in evaluations:
+        print(f"{str(tuple(e['point'])):<22} {e['rules']:<7} {e['tanh_ms']:8.2f} {e['hardtanh_ms']:9.2f} "
+              f"{e['tanh_ms'] / e['hardtanh_ms']:6.1f}x")
+    write(args.out, {"machine": machine(), "sigmas": sigmas, "rows": rows, "evaluations": evaluations})
     return 0
+
+
+def evaluation_times() -> list:
+    """Milliseconds of one jitted evaluation of ``hidden_functions`` (median of
+    ``EVALUATION_RUNS``, tanh and hardtanh interleaved) at each point, full and coarse rules."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxreplica as jr
+    from jaxreplica.quadrature import DEFAULT
+
+    out = []
+    for point in EVALUATION_POINTS:
+        args = tuple(jnp.float64(x) for x in point)
+        for rules, cfg in (("full", DEFAULT), ("coarse", DEFAULT.coarse())):
+            fns = {name: jax.jit(lambda A, V, rho, ch=ch, cfg=cfg: ch.hidden_functions(A, V, rho, cfg))
+                   for name, ch in (("tanh", jr.Tanh(noise=0.0)), ("hardtanh", jr.HardTanh(noise=0.0)))}
+            times = {name: [] for name in fns}
+            for fn in fns.values():
+                jax.block_until_ready(fn(*args))
+            for _ in range(EVALUATION_RUNS):
+                for name, fn in fns.items():
+                    start = time.perf_counter()
+                    jax.block_until_ready(fn(*args))
+                    times[name].append(time.perf_counter() - start)
+            out.append({"point": list(point), "rules": rules,
+                        **{f"{name}_ms": 1e3 * float(np.median(t)) for name, t in times.items()}})
+    return out
 
 
 if __name__ == "__main__":
