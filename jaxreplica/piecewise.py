@@ -233,7 +233,8 @@ class PiecewiseChannel(Channel):
 
     def _hidden(self, A, V, rho, cfg: QuadratureConfig = DEFAULT):
         A = jnp.asarray(A, dtype=jnp.float64)
-        switching = self._atom_kinks() and cfg.atom_switch_rule and cfg.hermite_xi >= SWITCH_MIN_NODES
+        kinks = self._atom_kinks()
+        switching = bool(kinks) and cfg.atom_switch_rule and cfg.hermite_xi >= SWITCH_MIN_NODES
         if switching:
             cfg = dataclasses.replace(cfg, hermite_w=max(cfg.hermite_w, cfg.atom_hermite_w))
         s, y0, w, weight = self._teacher(V, rho, cfg, A)
@@ -242,7 +243,7 @@ class PiecewiseChannel(Channel):
             # One rule in xi per teacher node (y0, w), shape (y0, w, xi). It stands for the
             # fixed law N(0, 1): where its nodes sit is a choice, and derivatives need not
             # flow through it (they would cost, not change, them).
-            xi, wxi = jax.lax.stop_gradient(self._xi_rule(A, t0, w, s, cfg.hermite_xi))
+            xi, wxi = jax.lax.stop_gradient(self._xi_rule(kinks, A, t0, w, s, cfg.hermite_xi))
         else:
             xi, wxi = hermite_rule(cfg.hermite_xi)
         # Shapes (y0, 1, 1), (y0, w, 1) and (xi,) or (y0, w, xi): broadcast inside the fused
@@ -263,13 +264,14 @@ class PiecewiseChannel(Channel):
         return [(left.hi, *((left, right, True) if left.atom else (right, left, False)))
                 for left, right in zip(ps[:-1], ps[1:]) if left.atom != right.atom]
 
-    def _xi_rule(self, A, t0, w, s, n: int):
+    @staticmethod
+    def _xi_rule(kinks, A, t0, w, s, n: int):
         """A rule in the teacher's noise ``xi`` for each teacher node ``(t0, w)``, shape
         ``w.shape + (n,)``, bent at the switch between an atom and the slope beside it
-        (:func:`jaxreplica.xi_rules.atom_switch`); of several (hardtanh's two), the one
-        nearest ``xi = 0``."""
+        across one of ``kinks`` (:meth:`_atom_kinks`; :func:`jaxreplica.xi_rules.atom_switch`);
+        of several (hardtanh's two), the one nearest ``xi = 0``."""
         return nearest_switch_rule([atom_switch(A, t0, w, s, k, atom.lo, atom.hi, atom.offset, slope.slope, on_left)
-                                    for k, atom, slope, on_left in self._atom_kinks()], n)
+                                    for k, atom, slope, on_left in kinks], n)
 
     def _hidden_sharp(self, A, V, rho, cfg: QuadratureConfig):
         """On the refined rules of :meth:`QuadratureConfig.for_sharp`."""
