@@ -123,6 +123,9 @@ class QuadratureConfig:
     # before) every function stayed within 8.4e-9 of rules twice as fine on 840 random
     # points of that grid (the five built-in activations; bias 0 or up to 0.5), as with
     # the larger sizes, and a tanh evaluation took 15% less time (bench_activations.py).
+    # Two more saturation breakpoints a side (jaxreplica.smooth.KNEE_LEVELS) for four of
+    # the uniform segments (8 in y0, as many nodes) left that grid within 1.2e-8 and, with
+    # rho up to 100, erf's Ahat within 3e-7 instead of 2.1e-6 (SciPy agreed at the worst).
     # Beyond that grid (rho up to 100, V above 10) the inner rule's uniform segments were
     # the limit with 4 of them (8 Legendre nodes on 4.5 sds of the prior: 3e-7 of its mass;
     # erf's Ahat 1e-5 off at rho = 24, 1e-7 with 8 segments); with 9 to 12 the rest is w's (up to
@@ -131,7 +134,7 @@ class QuadratureConfig:
     # (With Gauss-Hermite in xi, 16 nodes left the noisy two-layer tanh chain's H(T_2) at
     # weight scale 10 6e-7 off.)
     smooth_average_segments: int = 32
-    smooth_teacher_segments: int = 12
+    smooth_teacher_segments: int = 8
     smooth_teacher_legendre: int = 10
     smooth_teacher_width: float = 10.0
     smooth_hermite_w: int = 10
