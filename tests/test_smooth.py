@@ -238,6 +238,20 @@ def test_hidden_functions_where_a_sharp_likelihood_meets_saturation(kind):
     np.testing.assert_allclose(default, reference, rtol=1e-7, atol=1e-9)
 
 
+def test_hidden_functions_where_a_sharp_likelihood_meets_deep_saturation():
+    """Pre-activation variance 22 and a narrow student prior (``V`` 0.175) under a sharp
+    likelihood (``A`` 7e3): erf's averages over the teacher bend on into saturation past
+    ``1 - |t| = 2^-6/sqrt(A s)``. Against SciPy (tests/_independent.smooth_hidden, tol
+    1e-9: -0.8132069089176772, 1.8723815658439893, 4.529335357971232e-05): free entropy
+    within 1e-8, ``Ahat`` within 5e-7 relative, ``Vhat`` within 1e-10 (the default rules:
+    4.1e-9, 2.9e-7, 6e-12; with the saturation breakpoints stopping at ``2^-6`` and as
+    many nodes in uniform segments, ``Ahat`` was 2.1e-6 off)."""
+    free, ahat, vhat = map(float, jr.Erf(noise=2.65e-5).hidden_functions(7.0e3, 0.175, 21.75))
+    assert abs(free + 0.8132069089176772) < 1e-8
+    assert abs(ahat / 1.8723815658439893 - 1.0) < 5e-7
+    assert abs(vhat - 4.529335357971232e-05) < 1e-10
+
+
 @pytest.mark.parametrize("kind", ["tanh", "erf"])
 def test_hidden_functions_where_a_wide_prior_meets_a_flat_likelihood(kind):
     """Wide pre-activations (variance 24) with a wide student prior (``V`` 13.5) and a
