@@ -152,7 +152,7 @@ class QuadratureConfig:
 
     def coarse(self) -> "QuadratureConfig":
         """The rules the multi-start surveys with (several times cheaper; the channels'
-        functions within about 1e-3 relative of the full rules'): fewer Legendre nodes a
+        functions within 3e-3 relative of the full rules'): fewer Legendre nodes a
         segment and Hermite nodes for the channels' teacher averages, the smooth
         channels' rules halved (Gauss-Hermite in the teacher's noise) but for the
         Legendre nodes of each posterior's segments
