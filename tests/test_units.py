@@ -89,7 +89,7 @@ def test_coarse_rules_keep_the_prior_and_stay_near_the_full_rules():
     coarse segments they would move by 1e-12) and keep the hidden channels' functions
     near the full rules' where they are furthest from them on 200 random points: ReLU
     1.5e-3 relative (half the teacher's uniform segments and three fewer graded ones: 5e-3),
-    hardtanh 2.75e-3 (2.5e-3 with the full rules' segments)."""
+    hardtanh 2.75e-3 (2.5e-3 with the full rules' 12 uniform segments and 8 grades)."""
     full, coarse = jr.QuadratureConfig(), jr.QuadratureConfig().coarse()
     for prior in (jr.SpikeSlab(prob=0.3), jr.Bimodal(prob=0.4)):
         for A in (0.5, 20.0):
