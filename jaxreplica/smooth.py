@@ -230,7 +230,7 @@ class SmoothChannel(Channel):
         ``phi`` without bias (the folded rule needs its breakpoints so)."""
         far = far_end(sd, teacher)
         tlo, thi = self.activation(-far), self.activation(far)
-        d = KNEE_LEVELS / jnp.sqrt(jnp.maximum(A * s, TINY))
+        d = KNEE_LEVELS[::teacher.smooth_knee_stride] / jnp.sqrt(jnp.maximum(A * s, TINY))
         upper = self._inverse_biased(jnp.clip(thi - d, tlo, thi), -far, far)
         if self.symmetric:
             return jnp.concatenate([-upper, upper])

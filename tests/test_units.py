@@ -89,14 +89,16 @@ def test_coarse_rules_keep_the_prior_and_stay_near_the_full_rules():
     coarse segments they would move by 1e-12) and keep the hidden channels' functions
     near the full rules' where they are furthest from them on 200 random points: ReLU
     1.5e-3 relative (half the teacher's uniform segments and three fewer graded ones: 5e-3),
-    hardtanh 2.75e-3 (2.5e-3 with the full rules' 12 uniform segments and 8 grades)."""
+    hardtanh 2.75e-3 (2.5e-3 with the full rules' 12 uniform segments and 8 grades), tanh
+    1.4e-3 (with every other saturation breakpoint, as with all of them)."""
     full, coarse = jr.QuadratureConfig(), jr.QuadratureConfig().coarse()
     for prior in (jr.SpikeSlab(prob=0.3), jr.Bimodal(prob=0.4)):
         for A in (0.5, 20.0):
             np.testing.assert_allclose(np.array(prior.free_entropy_and_mmse(A, coarse)),
                                        np.array(prior.free_entropy_and_mmse(A, full)), rtol=1e-14, atol=1e-300)
     for ch, (A, V, rho), bar in ((jr.ReLU(noise=0.0), (11.6, 1e-4, 0.8), 2e-3),
-                                 (jr.HardTanh(noise=1.3e-4), (32.9, 4.71, 4.735), 3e-3)):
+                                 (jr.HardTanh(noise=1.3e-4), (32.9, 4.71, 4.735), 3e-3),
+                                 (jr.Tanh(noise=0.0), (0.22, 2.7e-4, 4.4), 2e-3)):
         a, b = np.array(ch.hidden_functions(A, V, rho, coarse)), np.array(ch.hidden_functions(A, V, rho, full))
         assert np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-3)) < bar
 
