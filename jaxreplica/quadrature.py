@@ -125,11 +125,11 @@ class QuadratureConfig:
     # relative in Ahat for erf at A = 1e5) and w (6 nodes: 1e-6 in Vhat at V = rho/2).
     # The uniform segments had room to spare: with 12 in y0 (16 before) and 9 in u (12
     # before) every function stayed within 8.4e-9 of rules twice as fine on 840 random
-    # points of that grid (the five built-in activations; bias 0 or up to 0.5), as with
-    # the larger sizes, and a tanh evaluation took 15% less time (bench_activations.py).
-    # Two more saturation breakpoints a side (jaxreplica.smooth.KNEE_LEVELS) for four of
-    # the uniform segments (8 in y0, as many nodes) left that grid within 1.2e-8 and, with
-    # rho up to 100, erf's Ahat within 3e-7 instead of 2.1e-6 (SciPy agreed at the worst).
+    # points of that grid (the five built-in activations; bias 0 or up to 0.5), and a tanh
+    # evaluation took 15% less time (bench_activations.py). Now 8 in y0, with two more
+    # saturation breakpoints a side (jaxreplica.smooth.KNEE_LEVELS down to 1/512; as many
+    # nodes): that grid within 1.2e-8 and, with rho up to 100, erf's Ahat within 3e-7
+    # instead of 2.1e-6 (SciPy agreed at the worst point).
     # smooth_knee_stride: every how many of those levels the rule takes (the coarse rules
     # every other one: their tanh evaluation 18% cheaper, the largest differences from the
     # full rules as before on 200 random points).
