@@ -225,9 +225,10 @@ class SmoothChannel(Channel):
         ``KNEE_LEVELS``, every ``smooth_knee_stride``-th of them). Across there
         ``sqrt(A s) phi'(y0)`` falls through 1 and the averages bend from the likelihood's
         regime into the prior's, on a length far shorter than the teacher's ``sd`` once
-        ``A s`` is large (where ``phi' ~ 1 - |t|`` these levels are geometric in ``phi'``). On a side that does not saturate they
-        fall at the rule's far end, where the weight is nil. Symmetric for an odd
-        ``phi`` without bias (the folded rule needs its breakpoints so)."""
+        ``A s`` is large (where ``phi' ~ 1 - |t|`` these levels are geometric in ``phi'``).
+        On a side that does not saturate they fall at the rule's far end, where the weight
+        is nil. Symmetric for an odd ``phi`` without bias (the folded rule needs its
+        breakpoints so)."""
         far = far_end(sd, teacher)
         tlo, thi = self.activation(-far), self.activation(far)
         d = KNEE_LEVELS[::teacher.smooth_knee_stride] / jnp.sqrt(jnp.maximum(A * s, TINY))
