@@ -11,6 +11,7 @@ status 1 and says which.
 
 from __future__ import annotations
 
+import difflib
 import sys
 
 import jaxreplica._cmd_figure2 as _cmd_figure2
@@ -37,9 +38,25 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unrecognized(getattr(args, "_parser", None) or parser, unknown)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
     args._check(args, args._parser)
     return int(args._run(args) or 0)
+
+
+def _unrecognized(parser, unknown: list[str]) -> None:
+    """Refuse arguments the command does not take, naming the command (whose ``--help``
+    lists its flags) and the closest flag it does take."""
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    for word in unknown:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.8)
+            if close:
+                message += f"; did you mean {close[0]}?"
+                break
+    parser.error(message)

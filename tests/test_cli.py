@@ -38,6 +38,9 @@ BAD = [
     ("train", "--preset", "figure3", "--out", "/proc/x"),
     ("train", "--preset", "figure3", "--batch-size", "100000", "--out", "{tmp}"),
     ("nope",),
+    ("sweep", "--hiden-noise", "0.1"),
+    ("train", "--preset", "figure3", "--learning-rate", "0.1", "--out", "{tmp}"),
+    ("--bogus",),
 ]
 
 
@@ -79,6 +82,28 @@ def test_bad_input_is_one_line_and_status_2(args, tmp_path, capsys):
 def test_bad_input_as_a_process(args, tmp_path):
     proc = _run([a.format(tmp=tmp_path / "out") for a in args], cwd=tmp_path, timeout=120)
     _check_refused(proc.returncode, proc.stdout, proc.stderr, tmp_path)
+
+
+@pytest.mark.parametrize("args, line", [
+    (("sweep", "--hiden-noise", "0.1"),
+     "jaxreplica sweep: error: unrecognized arguments: --hiden-noise 0.1; did you mean --hidden-noise? "
+     "(see jaxreplica sweep --help)"),
+    (("train", "--preset", "figure3", "--info_penalty", "3:0.1", "--out", "{tmp}"),
+     "jaxreplica train: error: unrecognized arguments: --info_penalty 3:0.1; did you mean --info-penalty? "
+     "(see jaxreplica train --help)"),
+    (("figure2", "--depth", "9"), "jaxreplica figure2: error: unrecognized arguments: --depth 9 "
+                                  "(see jaxreplica figure2 --help)"),
+])
+def test_unknown_flag_names_its_command_and_the_closest_flag(args, line, tmp_path, capsys):
+    """A flag the command does not take is refused by that command's parser (whose
+    ``--help`` lists its flags), with the closest flag it takes where one is close."""
+    from jaxreplica.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(tmp=tmp_path / "out") for a in args])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == line
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
 @pytest.mark.parametrize("command", ["sweep", "figure2", "train"])
