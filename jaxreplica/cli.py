@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _unrecognized(parser, unknown: list[str]) -> None:
     """Refuse arguments the command does not take, naming the command (whose ``--help``
-    lists its flags) and the closest flag it does take."""
+    lists its flags) and, where one is close, the flag it takes that comes closest."""
     message = f"unrecognized arguments: {' '.join(unknown)}"
     flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
     for word in unknown:

@@ -10,6 +10,10 @@ whatever the chain, so they catch it without a reference value:
   a phase transition, only its derivative jumps): a relative change of ``1e-4`` in
   every layer's scale moves ``I`` by ``O(1e-4)``, never by a jump between branches;
 * ``I`` does not grow when the last layer's noise grows.
+
+Beside chosen chains, seeded random ones drawn at the edges of the legitimate range
+(tiny and large noises, rank-deficient spectra, large weight scales, biases, sparse and
+binary inputs) must converge to finite values within those bounds.
 """
 
 from __future__ import annotations
@@ -65,3 +69,56 @@ def test_information_invariants(prior, layers):
     noisier = jr.solve(_chain(prior, layers, last_noise=1.3))
     assert bool(noisier.converged), noisier.status
     assert float(noisier.mutual_information) <= info[-1] + 1e-10, (noisier.mutual_information, info)
+
+
+ACTIVATIONS = (jr.Linear, jr.ReLU, jr.LeakyReLU, jr.HardTanh, jr.Probit, jr.Tanh, jr.Sigmoid, jr.Softplus, jr.ELU,
+               jr.Erf)
+
+
+def _random_chain(seed: int):
+    """A chain drawn at the edges of the legitimate range: one to three layers, ``alpha``
+    from 1/4 to 4, weight scales from 0.1 to 20 (half of the layers with the spectrum of a
+    drawn, possibly rank-deficient matrix), noises from ``1e-8`` to ``0.1`` before, after
+    or both, biases up to 2, sparse and binary inputs. With an even seed every layer is
+    noisy (so that data processing applies to ``solve_layers``)."""
+    r = np.random.default_rng(seed)
+    prior = [jr.Normal(), jr.Bimodal(prob=float(r.uniform(0.2, 0.8))),
+             jr.SpikeSlab(prob=float(r.choice([0.05, 0.3, 0.9])))][int(r.integers(0, 3))]
+    depth, width, layers = int(r.integers(1, 4)), 300, []
+    for k in range(depth):
+        alpha, scale = float(r.choice([0.25, 0.5, 1.0, 2.0, 4.0])), float(10 ** r.uniform(-1.0, 1.3))
+        rows = max(2, int(round(alpha * width)))
+        if r.random() < 0.5:
+            ensemble = jr.Empirical.from_matrix(r.normal(size=(rows, width)) * scale / np.sqrt(width))
+        else:
+            ensemble = jr.Gaussian(alpha=alpha, scale=scale)
+        width = rows
+        cls = ACTIVATIONS[int(r.integers(0, len(ACTIVATIONS)))]
+        bias = {"bias": float(r.uniform(-2.0, 2.0))} if cls is not jr.Linear and r.random() < 0.3 else {}
+        noisy = seed % 2 == 0 or k == depth - 1
+        where = str(r.choice(["before", "after", "both"])) if noisy else "none"
+        before, after = (float(10 ** r.uniform(-8.0, -1.0)) for _ in range(2))
+        noises = {"none": dict(noise=0.0), "before": dict(noise=before), "after": dict(noise=0.0, noise_after=after),
+                  "both": dict(noise=before, noise_after=after)}[where]
+        layers.append((ensemble, cls(**noises, **bias)))
+    return jr.Chain(prior=prior, layers=layers)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_chains_at_the_edges_of_the_range(seed):
+    """Every drawn chain converges to finite values with ``0 <= I(X; T_L) <= H(X)``; where
+    every layer is noisy, ``I(X; T_l)`` does not grow along the chain and its last value
+    is the one ``solve`` gives."""
+    chain = _random_chain(seed)
+    sol = jr.solve(chain)
+    assert bool(sol.converged), (chain, sol.status)
+    info, entropy = float(sol.mutual_information), float(sol.entropy)
+    assert np.isfinite(info) and np.isfinite(entropy), (chain, info, entropy)
+    assert info >= -1e-12, (chain, info)
+    assert info <= float(chain.prior.entropy()) + 1e-9, (chain, info)
+    if seed % 2 == 0 and chain.depth > 1:
+        lay = jr.solve_layers(chain)
+        assert np.all(np.asarray(lay.converged)), (chain, lay.status)
+        per_layer = np.asarray(lay.mutual_information)
+        assert np.all(np.diff(per_layer) <= 1e-9 * (1.0 + np.abs(per_layer[:-1]))), (chain, per_layer)
+        assert abs(per_layer[-1] - info) <= 1e-9 * (1.0 + abs(info)), (chain, per_layer, info)
