@@ -126,10 +126,10 @@ class QuadratureConfig:
     # The uniform segments had room to spare: with 12 in y0 (16 before) and 9 in u (12
     # before) every function stayed within 8.4e-9 of rules twice as fine on 840 random
     # points of that grid (the five built-in activations; bias 0 or up to 0.5), and a tanh
-    # evaluation took 15% less time (bench_activations.py). Now 8 in y0, with two more
-    # saturation breakpoints a side (jaxreplica.smooth.KNEE_LEVELS down to 1/512; as many
-    # nodes): that grid within 1.2e-8 and, with rho up to 100, erf's Ahat within 3e-7
-    # instead of 2.1e-6 (SciPy agreed at the worst point).
+    # evaluation took 15% less time (bench_activations.py). With 8 in y0 and saturation
+    # breakpoints down to c = 1/512 (jaxreplica.smooth.KNEE_LEVELS; as many nodes as 12
+    # without the lowest two levels) that grid is within 1.2e-8 and, with rho up to 100,
+    # erf's Ahat within 3e-7 (SciPy agrees at the worst point).
     # smooth_knee_stride: every how many of those levels the rule takes (the coarse rules
     # every other one: their tanh evaluation 18% cheaper, the largest differences from the
     # full rules as before on 200 random points).
@@ -163,10 +163,9 @@ class QuadratureConfig:
         (with half of them the coarse map's derivatives in ``V`` were up to half the full
         map's, and the refinement's chord steps, which use them, gained little), and
         two thirds of the uniform segments and two fewer graded ones a kink in the
-        channels' teacher averages (ReLU's functions then within 1.5e-3 relative of the
-        full rules' instead of 7e-4 on 200 random points, hardtanh's within 2.7e-3 as
-        before; the demo chain's solve 15% faster, its values equal to 2e-15). The
-        prior's rules are left as they are (they are cheap)."""
+        channels' teacher averages (ReLU's functions within 1.5e-3 relative of the full
+        rules' on 200 random points, hardtanh's within 2.7e-3). The prior's rules are
+        left as they are (they are cheap)."""
         prior_bulk, prior_grades = self._prior_sizes()
         return dataclasses.replace(
             self, bulk_segments=max(self.bulk_segments * 2 // 3, 6), grades=max(self.grades - 2, 4),
