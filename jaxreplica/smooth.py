@@ -298,18 +298,21 @@ class SmoothChannel(Channel):
         phi, slope = self._phi_and_slope(ex(w) + ex(sqs) * u + self.shift)
         d = phi - ex(t0)
         qa = sqa * d  # q + xi
-        # exp(-(u^2 + q^2)/2) <= 1 and is about exp(-(zeta^2 + xi^2)/2) at the teacher:
-        # no shift is needed against overflow or underflow. The sums over the nodes for
-        # every xi at once, as one contraction: moments of d about the teacher's t0
-        # (which the posterior holds within a few sds), of u, and of (q + xi) phi' and
-        # phi' (for <q phi'>).
+        # The posterior's weights wu exp(-(u^2 + q^2)/2) times exp(xi^2/2), the same factor
+        # for every node of one xi (it cancels from the moments; log z below leaves it out):
+        # exp(-(u^2 + qa^2)/2 + qa xi) <= exp(xi^2/2) and is about exp(-zeta^2/2) at the
+        # teacher, so no shift is needed against overflow or underflow, and the exponent is
+        # one product and one sum a (node, xi) pair (its rounding, relative to the terms
+        # that count, is below 1e-13). The sums over the nodes for every xi at once: moments
+        # of d about the teacher's t0 (which the posterior holds within a few sds), of u,
+        # and of (q + xi) phi' and phi' (for <q phi'>).
         per_xi = lambda x: x[..., None, :]  # noqa: E731
-        e = per_xi(wu) * jnp.exp(-0.5 * (per_xi(u * u) + (per_xi(qa) - ex(xi)) ** 2))
+        e = per_xi(wu) * jnp.exp(per_xi(-0.5 * (u * u + qa * qa)) + per_xi(qa) * ex(xi))
         moments = jnp.stack([jnp.ones_like(d), d, d * d, u, qa * slope, slope], axis=-2)
-        # e as the product's left operand, the node axis last in both: XLA's CPU backend
-        # then writes e once, in the layout the product reads (other layouts cost it a
-        # transposed copy of e, up to 1.6x the time of an evaluation).
-        m = jnp.einsum("...jn,...kn->...jk", e, moments)
+        # As a product and a sum, not a contraction (einsum): XLA's CPU backend then forms
+        # the weights and sums them in one kernel without writing them out, 1.6x faster
+        # than the contraction of written-out weights (a 2-core Xeon).
+        m = jnp.sum(e[..., :, None, :] * moments[..., None, :, :], axis=-1)
         z = m[..., 0]
         m1 = m[..., 1] / z
         var = jnp.maximum(m[..., 2] / z - m1 * m1, 0.0)
@@ -320,7 +323,7 @@ class SmoothChannel(Channel):
         g0 = ex(self._phi_and_slope(w + sqs * zeta + self.shift)[1])
         lam = s * A * g0 * g0
         dw = (sqs * A * g0 * g0 * mean_u - sqa * mean_dq) / (1.0 + lam)
-        return jnp.log(z) - 0.5 * LOG_2PI + 0.5 * xi * xi, var, dw, wxi
+        return jnp.log(z) - 0.5 * LOG_2PI, var, dw, wxi
 
 
 @functools.lru_cache(maxsize=None)
