@@ -116,15 +116,16 @@ class QuadratureConfig:
     # (one rule in u per teacher node (y0, w), serving every xi): composite Gauss-Legendre
     # (smooth_legendre nodes a segment) on the merged grid of smooth_grid uniform segments
     # in u and smooth_levels uniform levels of the likelihood in t, with smooth_tail levels
-    # geometric towards each end of the window. Outer nodes (y0, w, xi) are processed about
-    # smooth_chunk at a time (each chunk is one pass of a loop with a fixed cost per pass:
-    # with 256, a tanh solve took 10-30% longer; the coarse rules, 20 times fewer nodes,
-    # take 8 smooth_chunk at a time, one pass for the built-in activations, a coarse tanh
-    # evaluation then 25% faster). The sizes hold free entropy, Ahat and Vhat
-    # within 1e-7 (relative above 1) of rules twice as fine in every direction over A
-    # 1e-2..1e5, V 1e-6..rho, noise 1e-5..1e-1 (rho 1..2.5); the limits were xi (8 nodes:
-    # 9e-6), the teacher y0 (before the saturation breakpoints, 16 segments of 8: 2e-4
-    # relative in Ahat for erf at A = 1e5) and w (6 nodes: 1e-6 in Vhat at V = rho/2).
+    # geometric towards each end of the window. Outer nodes (y0, w, xi) are processed
+    # about smooth_chunk at a time (each chunk is one pass of a loop with a fixed cost
+    # per pass: with 256, a tanh solve took 10-30% longer; the coarse rules, about 25
+    # times fewer nodes, take 8 smooth_chunk at a time, one pass for every activation
+    # (400 or 775 teacher nodes), a coarse tanh evaluation then 25% faster). The sizes
+    # hold free entropy, Ahat and Vhat within 1e-7 (relative above 1) of rules twice as
+    # fine in every direction over A 1e-2..1e5, V 1e-6..rho, noise 1e-5..1e-1 (rho
+    # 1..2.5); the limits were xi (8 nodes: 9e-6), the teacher y0 (before the saturation
+    # breakpoints, 16 segments of 8: 2e-4 relative in Ahat for erf at A = 1e5) and w (6
+    # nodes: 1e-6 in Vhat at V = rho/2).
     # The uniform segments had room to spare: with 12 in y0 (16 before) and 9 in u (12
     # before) every function stayed within 8.4e-9 of rules twice as fine on 840 random
     # points of that grid (the five built-in activations; bias 0 or up to 0.5), and a tanh
