@@ -221,6 +221,12 @@ class Switched(Channel):
     def closed_form(self) -> bool:
         return all(o.closed_form for o in self.options)
 
+    @property
+    def posterior_quadrature(self) -> bool:
+        # Static, so it speaks for every option: a solver takes the steps that pay for
+        # the costliest one (the chord steps of a smooth activation) whichever is chosen.
+        return any(o.posterior_quadrature for o in self.options)
+
     def _switch(self, method: str, args, cfg=None):
         extra = () if cfg is None else (cfg,)
         chosen = lambda o: o.replace(noise=self.noise, noise_after=None, bias=self.bias)  # noqa: E731

@@ -188,14 +188,15 @@ CHORD_RATE = 0.5  # chord steps stop unless each one at least halves the residua
 
 
 def chord(jacobian):
-    """``(I - J)^-1`` for a measured Jacobian ``J`` of the map: Newton's matrix for the
-    fixed-point equation ``G(x) = x``, held fixed (a chord method). The identity (plain
-    steps) where ``J`` was not measured or ``I - J`` is close to singular (near a
-    spinodal the Jacobian of a nearby map says too little about this one's)."""
+    """``(P, usable)``: ``P = (I - J)^-1`` for a measured Jacobian ``J`` of the map,
+    Newton's matrix for the fixed-point equation ``G(x) = x``, held fixed (a chord
+    method), or the identity (plain steps, ``usable`` false) where ``J`` was not
+    measured or ``I - J`` is close to singular (near a spinodal the Jacobian of a nearby
+    map says too little about this one's)."""
     n = jacobian.shape[0]
     inverse = jnp.linalg.inv(jnp.eye(n) - jnp.where(jnp.isfinite(jacobian), jacobian, 0.0))
     usable = jnp.all(jnp.isfinite(jacobian)) & jnp.all(jnp.abs(inverse) < CHORD_LIMIT)
-    return jnp.where(usable, inverse, jnp.eye(n))
+    return jnp.where(usable, inverse, jnp.eye(n)), usable
 
 
 def iterate(sweep, state0, depth: int, tol, max_iter: int, accelerate: bool = True, known=None,

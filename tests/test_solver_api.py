@@ -171,21 +171,24 @@ def test_chord_steps_reach_the_same_point_in_fewer_evaluations():
     in at most 4 evaluations, half as many as plain steps or fewer, at the same point. A matrix
     that does not describe the map (5 I: its steps overshoot) is dropped after one step
     and the iteration still ends at that point; a Jacobian that was not measured, or
-    whose ``I - J`` is near singular, gives the identity."""
+    whose ``I - J`` is near singular, gives the identity and is reported unusable."""
     coarse, _, _ = _toy_sweep(1e-3 * jnp.array([1.0, -2.0, 0.5, 1.5]))
     fine, _, _ = _toy_sweep(0.0)
     first = iterate(coarse, (jnp.full(2, 3.0), jnp.full(2, 0.2)), 2, 1e-6, 200, probe=True)
     point = (jnp.exp(first.messages[:2]), jnp.exp(first.messages[2:]))
     plain = iterate(fine, point, 2, 1e-11, 200, history=first.history)
-    chorded = iterate(fine, point, 2, 1e-11, 200, history=first.history, precondition=chord(first.jacobian))
+    chorded = iterate(fine, point, 2, 1e-11, 200, history=first.history, precondition=chord(first.jacobian)[0])
     wrong = iterate(fine, point, 2, 1e-11, 200, precondition=5.0 * jnp.eye(4))
     for res in (plain, chorded, wrong):
         assert bool(res.converged)
         np.testing.assert_allclose(np.asarray(res.op.V), np.asarray(plain.op.V), rtol=1e-10, atol=0)
     n_chord, n_plain = int(chorded.iterations), int(plain.iterations)
     assert n_chord <= 4 and 2 * n_chord <= n_plain, (n_chord, n_plain)
-    np.testing.assert_array_equal(np.asarray(chord(jnp.full((4, 4), jnp.nan))), np.eye(4))
-    np.testing.assert_array_equal(np.asarray(chord(jnp.eye(4) - 1e-6 * jnp.ones((4, 4)))), np.eye(4))
+    assert bool(chord(first.jacobian)[1])
+    for unusable in (jnp.full((4, 4), jnp.nan), jnp.eye(4) - 1e-6 * jnp.ones((4, 4))):
+        P, usable = chord(unusable)
+        np.testing.assert_array_equal(np.asarray(P), np.eye(4))
+        assert not bool(usable)
 
 
 def test_training_runs_named_methods_without_the_survey():
