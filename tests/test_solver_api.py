@@ -549,3 +549,21 @@ def test_compiled_programs_are_released_near_the_mapping_limit(tmp_path):
     assert (released, again, warned) == ("True", "False", "1")
     assert int(left) < int(held) - 100, (held, left)
     assert float(change) == 0.0
+
+
+def test_a_switched_smooth_layer_takes_the_chord_steps_of_its_channel():
+    """The solver's steps are chosen when the program is compiled: a chain of
+    ``Switched`` layers with a smooth option refines in chord steps as the chain of the
+    chosen channels does (the same iterations, the same entropy; with plain steps it
+    took one iteration more)."""
+    def chain(make):
+        return jr.Chain(jr.Normal(), [(jr.Gaussian(alpha=1.2), make(0.0)), (jr.Gaussian(alpha=0.8), make(1e-3))])
+
+    direct = jax.jit(lambda: jr.solve(chain(lambda noise: jr.Tanh(noise=noise))))()
+    switched = jax.jit(lambda: jr.solve(chain(
+        lambda noise: jr.Switched((jr.HardTanh(), jr.Tanh()), index=1, noise=noise))))()
+    assert bool(direct.converged) and bool(switched.converged)
+    assert int(switched.iterations) == int(direct.iterations)
+    assert abs(float(switched.entropy) - float(direct.entropy)) < 1e-12
+    assert jr.Switched((jr.HardTanh(), jr.Tanh())).posterior_quadrature
+    assert not jr.Switched((jr.HardTanh(), jr.ReLU())).posterior_quadrature
