@@ -52,7 +52,8 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True, cho
     not converge is refined from its own initial point. Iterations are counted over
     both stages. With ``chords``, a survey that converged (and did not join) measures
     the coarse map's Jacobian there (2L coarse evaluations, not counted) and the
-    refinement takes chord steps with it (:func:`jaxreplica.iteration.chord`)."""
+    refinement takes chord steps with it (:func:`jaxreplica.iteration.chord`), starting
+    with an empty memory instead of the survey's."""
     fine = lambda st: scheme.sweep(st, chain, cfg, trho)
     run = lambda sweep, st, tol, known=None, history=None, probe=False, precondition=None: iterate(
         sweep, st, chain.depth, tol, scheme.max_iter, scheme.accelerate, known=known, history=history,
