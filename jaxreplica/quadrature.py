@@ -191,6 +191,23 @@ class QuadratureConfig:
             smooth_levels=self.smooth_levels, smooth_tail=max(self.smooth_tail // 2, 1),
             smooth_chunk=8 * self.smooth_chunk)
 
+    def rough(self) -> "QuadratureConfig":
+        """The rules a multi-start scouts with before its survey where the refinement takes
+        chord steps (chains with smooth activations): the coarse rules with the smooth
+        channels' posteriors and teacher noises cut further (half the Legendre nodes a
+        segment and 4 of the 7 likelihood levels in each posterior, 3 Gauss-Hermite nodes
+        in ``w`` and 6 in ``xi``): a tanh layer's evaluation about a fifth of the coarse
+        one's, its functions within 4e-3 relative of the full rules' (150 random points,
+        ``A`` 1e-2..1e5, ``V`` 1e-6 ``rho``..``rho``, ``rho`` 1..100; tanh, erf, softplus
+        and tanh with noise after it), as close as the coarse rules of the piecewise
+        channels. Enough to find which fixed point a start runs to, which the coarse
+        rules then settle and measure the Jacobian at; every other size is the coarse
+        rules'."""
+        return dataclasses.replace(self.coarse(), smooth_legendre=max(self.smooth_legendre // 2, 3),
+                                   smooth_levels=max(self.smooth_levels // 2 + 1, 3),
+                                   smooth_hermite_w=max(self.smooth_hermite_w // 3, 3),
+                                   smooth_hermite_xi=max(self.smooth_hermite_xi // 4, 6))
+
     def for_output(self) -> "QuadratureConfig":
         return dataclasses.replace(
             self, grade_ratio=self.output_grade_ratio, grades=self.output_grades, legendre=self.legendre + 2,

@@ -69,8 +69,10 @@ class _Scheme:
     run, ``"map"`` one after the other (the cost is the sum of their iterations: best
     on CPU), ``"vmap"`` side by side (every start runs as long as the slowest: best on
     accelerators), ``None`` by backend; ``survey``: each start of a multi-start first
-    iterates with the coarse rules (``QuadratureConfig.coarse()``) and is then refined
-    with the given ones, where a sweep evaluates a hidden layer's averages by quadrature
+    iterates with the coarse rules (``QuadratureConfig.coarse()``; where a hidden layer
+    also integrates each posterior, a smooth activation's, after scouting with the rough
+    ones, ``QuadratureConfig.rough()``) and is then refined with the given ones, where a
+    sweep evaluates a hidden layer's averages by quadrature
     (:meth:`jaxreplica.Chain.averages_hidden_layers`; the answer is the given rules'; the
     way into each basin costs several times less)."""
 

@@ -1,6 +1,9 @@
 """The solver's interface: schemes as configuration objects, layouts, statuses, invalid
 numbers inside ``jit``, the supported range, and batched solves equal to looped ones."""
 
+import collections
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +13,7 @@ import jaxreplica as jr
 from jaxreplica import _programs, solvers
 from jaxreplica.conditional import conditional_chain
 from jaxreplica.iteration import chord, iterate
+from jaxreplica.multistart import run_starts
 from jaxreplica.potential import OrderParameters
 from jaxreplica.schemes import for_training
 from jaxreplica.training.tracking import _layer_solve
@@ -76,9 +80,10 @@ def test_survey_changes_the_cost_not_the_answer():
     numerically) ends at the same stationary points as starts run with the full rules
     alone: the selected entropy to 1e-10 and every start's potential to 1e-9, also for
     a binary input whose starts end at two distinct points (the uninformed one 0.033
-    above the informed one), with both schemes; a linear chain and a warm start are not
-    surveyed (same iterations)."""
-    cases = [(_chain(act=jr.HardTanh), jr.VAMP), (_chain(scale=2.5), jr.FixedPoint),
+    above the informed one), with both schemes, and a tanh layer (scouted with the rough
+    rules, refined in chord steps); a linear chain and a warm start are not surveyed
+    (same iterations)."""
+    cases = [(_chain(act=jr.HardTanh), jr.VAMP), (_chain(scale=2.5), jr.FixedPoint), (_chain(act=jr.Tanh), jr.VAMP),
              (_binary(0.5, 0.1), jr.VAMP), (_binary(1.0, 0.01), jr.VAMP)]
     for chain, scheme in cases:
         on, off = jr.solve(chain, scheme()), jr.solve(chain, scheme(survey=False))
@@ -189,6 +194,67 @@ def test_chord_steps_reach_the_same_point_in_fewer_evaluations():
         P, usable = chord(unusable)
         np.testing.assert_array_equal(np.asarray(P), np.eye(4))
         assert not bool(usable)
+
+
+class _Staged:
+    """A scheme whose map depends on the rules it is given (the full ones, ``coarse()``
+    or ``rough()``): per log-message ``x -> 2 tanh(x) + 0.1 (M x)_i + c_i`` plus an
+    offset that grows with the rules' coarseness, with two stable fixed points, near
+    ``+1.9`` and ``-1.9`` in every message."""
+
+    tol, max_iter, accelerate = 1e-11, 300, True
+
+    def __init__(self, layout, cfg):
+        self.layout = layout
+        self.offsets = {cfg: 0.0, cfg.coarse(): 1e-3, cfg.rough(): 4e-3}
+        self.names = {cfg: "full", cfg.coarse(): "coarse", cfg.rough(): "rough"}
+        self.evaluations = collections.Counter()
+
+    def sweep(self, state, chain, cfg, trho):
+        jax.debug.callback(lambda: self.evaluations.update([self.names[cfg]]))
+        M = jnp.array([[0.5, 0.2, 0.0, 0.1], [0.1, 0.4, 0.2, 0.0], [0.0, 0.1, 0.3, 0.2], [0.2, 0.0, 0.1, 0.2]])
+        x = jnp.log(jnp.concatenate(state))
+        y = jnp.exp(2.0 * jnp.tanh(x) + 0.1 * M @ x + jnp.array([0.05, -0.02, 0.03, 0.0]) + self.offsets[cfg])
+        return (y[:2], y[2:]), OrderParameters(V=y[:2], A=y[2:], tV=y[:2], tA=y[2:], theta=y[:2]), jnp.asarray(0.0)
+
+
+def test_smooth_chains_scout_with_the_rough_rules_then_survey_then_refine():
+    """Where the refinement takes chord steps, each start first iterates with the rough
+    rules, then with the coarse ones (measuring the Jacobian), then with the given ones.
+    On a map with two fixed points, of which the rough and coarse maps' are shifted
+    versions: every start ends at the given rules' fixed point of its own basin (to
+    1e-10), one after the other the third and fourth starts join the first and second
+    while scouting (no coarse or full evaluation of theirs; fewer iterations than side
+    by side, where no start joins), and the
+    rough rules are coarse ones with only the smooth channels' sizes cut further."""
+    cfg = jr.QuadratureConfig()
+    chain = type("Depth", (), {"depth": 2})()
+    x0 = jnp.array([3.0, -3.0, 2.5, -2.5])[:, None] * jnp.ones(4)
+    starts = (jnp.exp(x0[:, :2]), jnp.exp(x0[:, 2:]))
+    exact = [iterate(lambda st: _Staged("map", cfg).sweep(st, chain, cfg, None), (jnp.exp(x[:2]), jnp.exp(x[2:])),
+                     2, 0.0, 300).messages for x in x0]
+    results = {layout: run_starts(_Staged(layout, cfg), chain, starts, cfg, None, chords=True)
+               for layout in ("map", "vmap")}
+    # One after the other, the later starts make no coarse or full evaluation: as many as
+    # the first two starts alone make, and more rough ones.
+    four, two = _Staged("map", cfg), _Staged("map", cfg)
+    run_starts(four, chain, starts, cfg, None, chords=True)
+    run_starts(two, chain, jax.tree_util.tree_map(lambda x: x[:2], starts), cfg, None, chords=True)
+    assert four.evaluations["coarse"] == two.evaluations["coarse"] > 0, (four.evaluations, two.evaluations)
+    assert four.evaluations["full"] == two.evaluations["full"] > 0, (four.evaluations, two.evaluations)
+    assert four.evaluations["rough"] > two.evaluations["rough"] > 0, (four.evaluations, two.evaluations)
+    for layout, res in results.items():
+        assert np.all(np.asarray(res.converged)), layout
+        np.testing.assert_allclose(np.asarray(res.messages), np.asarray(exact), rtol=0, atol=1e-10, err_msg=layout)
+    assert np.asarray(exact)[0].min() > 1.5 and np.asarray(exact)[1].max() < -1.5  # two distinct points
+    np.testing.assert_array_equal(np.asarray(results["map"].merged), [-1, -1, 0, 1])
+    np.testing.assert_array_equal(np.asarray(results["vmap"].merged), [-1, -1, -1, -1])
+    it_map, it_vmap = np.asarray(results["map"].iterations), np.asarray(results["vmap"].iterations)
+    assert np.all(it_map[2:] < it_vmap[2:]) and np.array_equal(it_map[:2], it_vmap[:2]), (it_map, it_vmap)
+    rough, coarse = dataclasses.asdict(cfg.rough()), dataclasses.asdict(cfg.coarse())
+    changed = {k for k in rough if rough[k] != coarse[k]}
+    assert changed and all(k.startswith("smooth_") for k in changed), changed
+    assert all(rough[k] < coarse[k] for k in changed), changed
 
 
 def test_training_runs_named_methods_without_the_survey():
