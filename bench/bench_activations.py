@@ -13,8 +13,9 @@ network with hardtanh (the cost of the activation alone: a noisy network also so
 its conditional chain). The last two are the whole Figure-2 sweep (linear, hardtanh and
 ReLU) and the same with tanh in place of hardtanh, compared with each other. Then one
 evaluation of a hidden layer's functions (free entropy, ``Ahat``, ``Vhat``), tanh beside
-hardtanh, with the full rules and with the coarse ones a multi-start surveys with, at three
-points ``(A, V, rho)``: the unit a sweep's cost is made of. Prints the tables and writes
+hardtanh, with the full rules, the coarse ones a multi-start surveys with and the rough ones
+it scouts with first (smooth chains only), at three points ``(A, V, rho)``: the unit a
+sweep's cost is made of. Prints the tables and writes
 ``bench/results/activations.json``.
 """
 
@@ -89,7 +90,8 @@ def main(argv=None) -> int:
 
 def evaluation_times() -> list:
     """Milliseconds of one jitted evaluation of ``hidden_functions`` (median of
-    ``EVALUATION_RUNS``, tanh and hardtanh interleaved) at each point, full and coarse rules."""
+    ``EVALUATION_RUNS``, tanh and hardtanh interleaved) at each point, full, coarse and rough
+    rules."""
     import jax
     import jax.numpy as jnp
 
@@ -99,7 +101,7 @@ def evaluation_times() -> list:
     out = []
     for point in EVALUATION_POINTS:
         args = tuple(jnp.float64(x) for x in point)
-        for rules, cfg in (("full", DEFAULT), ("coarse", DEFAULT.coarse())):
+        for rules, cfg in (("full", DEFAULT), ("coarse", DEFAULT.coarse()), ("rough", DEFAULT.rough())):
             fns = {name: jax.jit(lambda A, V, rho, ch=ch, cfg=cfg: ch.hidden_functions(A, V, rho, cfg))
                    for name, ch in (("tanh", jr.Tanh(noise=0.0)), ("hardtanh", jr.HardTanh(noise=0.0)))}
             times = {name: [] for name in fns}

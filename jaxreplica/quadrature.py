@@ -196,7 +196,7 @@ class QuadratureConfig:
         chord steps (chains with smooth activations): the coarse rules with the smooth
         channels' posteriors and teacher noises cut further (half the Legendre nodes a
         segment and 4 of the 7 likelihood levels in each posterior, 3 Gauss-Hermite nodes
-        in ``w`` and 6 in ``xi``): a tanh layer's evaluation about a fifth of the coarse
+        in ``w`` and 6 in ``xi``): a tanh layer's evaluation a quarter to a fifth of the coarse
         one's, its functions within 4e-3 relative of the full rules' (150 random points,
         ``A`` 1e-2..1e5, ``V`` 1e-6 ``rho``..``rho``, ``rho`` 1..100; tanh, erf, softplus
         and tanh with noise after it), as close as the coarse rules of the piecewise
