@@ -133,9 +133,11 @@ class QuadratureConfig:
     # breakpoints down to c = 1/512 (jaxreplica.smooth.KNEE_LEVELS; as many nodes as 12
     # without the lowest two levels) that grid is within 1.2e-8 and, with rho up to 100,
     # erf's Ahat within 3e-7 (SciPy agrees at the worst point).
-    # smooth_knee_stride: every how many of those levels the rule takes (the coarse rules
-    # every other one: their tanh evaluation 18% cheaper, the largest differences from the
-    # full rules as before on 200 random points).
+    # smooth_knee_stride: every how many of those levels the rule takes (the rough rules
+    # every other one; the coarse rules all of them, as the full rules: with every other
+    # one a coarse tanh evaluation was about 30% cheaper, but from weight scale 1 up the
+    # coarse fixed point was further from the full one and the chord steps slower, so a
+    # two-layer tanh sweep took 24 full evaluations instead of 21 and more time).
     # Beyond that grid (rho up to 100, V above 10) the inner rule's uniform segments were
     # the limit with 4 of them (8 Legendre nodes on 4.5 sds of the prior: 3e-7 of its mass;
     # erf's Ahat 1e-5 off at rho = 24, 1e-7 with 8 segments); with 9 to 12 the rest is w's (up to
@@ -167,7 +169,8 @@ class QuadratureConfig:
         map's, and the refinement's chord steps, which use them, gained less: with half
         the nodes, the derivatives in ``V`` were up to half the full map's; with 4 levels
         instead of 7, a chord step shrank a two-layer tanh chain's residual at weight
-        scale 1 about 180 times instead of 10^5 times), and
+        scale 1 about 180 times instead of 10^5 times) and the teacher's saturation
+        breakpoints (the same reason, from weight scale 1 up), and
         two thirds of the uniform segments and two fewer graded ones a kink in the
         channels' teacher averages (ReLU's functions within 1.5e-3 relative of the full
         rules' on 200 random points, hardtanh's within 2.7e-3). The prior's rules are
@@ -184,7 +187,6 @@ class QuadratureConfig:
             atom_hermite_w=max(self.atom_hermite_w // 2, 4),
             smooth_teacher_segments=max(self.smooth_teacher_segments // 2, 6),
             smooth_teacher_legendre=max(self.smooth_teacher_legendre // 2, 3),
-            smooth_knee_stride=2 * self.smooth_knee_stride,
             smooth_hermite_w=max(self.smooth_hermite_w // 2, 4), smooth_hermite_xi=max(self.smooth_hermite_xi // 2, 6),
             smooth_switch_rule=False,
             smooth_grid=max(self.smooth_grid // 2, 2),
@@ -196,14 +198,15 @@ class QuadratureConfig:
         chord steps (chains with smooth activations): the coarse rules with the smooth
         channels' posteriors and teacher noises cut further (half the Legendre nodes a
         segment and 4 of the 7 likelihood levels in each posterior, 3 Gauss-Hermite nodes
-        in ``w`` and 6 in ``xi``): a tanh layer's evaluation a quarter to a fifth of the coarse
-        one's, its functions within 4e-3 relative of the full rules' (150 random points,
+        in ``w`` and 6 in ``xi``, every other saturation breakpoint of the teacher): a tanh
+        layer's evaluation a fifth to a sixth of the coarse one's, its functions within 4e-3 relative of the full rules' (150 random points,
         ``A`` 1e-2..1e5, ``V`` 1e-6 ``rho``..``rho``, ``rho`` 1..100; tanh, erf, softplus
         and tanh with noise after it), as close as the coarse rules of the piecewise
         channels. Enough to find which fixed point a start runs to, which the coarse
         rules then settle and measure the Jacobian at; every other size is the coarse
         rules'."""
-        return dataclasses.replace(self.coarse(), smooth_legendre=max(self.smooth_legendre // 2, 3),
+        return dataclasses.replace(self.coarse(), smooth_knee_stride=2 * self.smooth_knee_stride,
+                                   smooth_legendre=max(self.smooth_legendre // 2, 3),
                                    smooth_levels=max(self.smooth_levels // 2 + 1, 3),
                                    smooth_hermite_w=max(self.smooth_hermite_w // 3, 3),
                                    smooth_hermite_xi=max(self.smooth_hermite_xi // 4, 6))
