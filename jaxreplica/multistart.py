@@ -1,6 +1,7 @@
 """Running a multi-start: every start of a scheme to its fixed point, surveyed with coarse
-rules and refined with the given ones, one after the other (joining points found
-earlier) or side by side. :mod:`jaxreplica.solvers` chooses among the points found.
+rules (scouted with rough ones first where the refinement takes chord steps) and refined
+with the given ones, one after the other (joining points found earlier) or side by side.
+:mod:`jaxreplica.solvers` chooses among the points found.
 """
 
 from __future__ import annotations
