@@ -72,7 +72,8 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True, cho
         return _joined(results, jnp.where(results.merged >= 0, results.merged, jnp.arange(count)))
 
     survey_tol = jnp.maximum(scheme.tol, SURVEY_TOL)
-    coarse_sweep = lambda st: _unranked(scheme.sweep(st, chain, cfg.coarse(), trho))
+    unranked = lambda rules: lambda st: _unranked(scheme.sweep(st, chain, rules, trho))  # noqa: E731
+    coarse_sweep = unranked(cfg.coarse())
 
     def continued(res, st):
         """Where a stage goes on from the previous one's result ``res`` for start ``st``:
@@ -110,14 +111,14 @@ def run_starts(scheme, chain: Chain, starts, cfg, trho, survey: bool = True, cho
     # later starts, cost little), then the coarse survey, then the refinement.
     stages = [surveyed, refined]
     if chords:
-        rough_sweep = lambda st: _unranked(scheme.sweep(st, chain, cfg.rough(), trho))
+        rough_sweep = unranked(cfg.rough())
         stages = [lambda res, st, known=None: run(rough_sweep, st, survey_tol, known)] + stages
 
     if layout(scheme) == "vmap":
-        results, iterations = None, 0
-        for stage in stages:
-            results = jax.vmap(stage)(results, starts) if results is not None else jax.vmap(
-                lambda st: stage(None, st))(starts)
+        results = jax.vmap(lambda st: stages[0](None, st))(starts)
+        iterations = results.iterations
+        for stage in stages[1:]:
+            results = jax.vmap(stage)(results, starts)
             iterations = iterations + results.iterations
         return results.replace(iterations=iterations)
 
