@@ -199,12 +199,12 @@ class QuadratureConfig:
         channels' posteriors and teacher noises cut further (half the Legendre nodes a
         segment and 4 of the 7 likelihood levels in each posterior, 3 Gauss-Hermite nodes
         in ``w`` and 6 in ``xi``, every other saturation breakpoint of the teacher): a tanh
-        layer's evaluation a fifth to a sixth of the coarse one's, its functions within 4e-3 relative of the full rules' (150 random points,
-        ``A`` 1e-2..1e5, ``V`` 1e-6 ``rho``..``rho``, ``rho`` 1..100; tanh, erf, softplus
-        and tanh with noise after it), as close as the coarse rules of the piecewise
-        channels. Enough to find which fixed point a start runs to, which the coarse
-        rules then settle and measure the Jacobian at; every other size is the coarse
-        rules'."""
+        layer's evaluation a fifth to a sixth of the coarse one's, its functions within
+        4e-3 relative of the full rules' (150 random points, ``A`` 1e-2..1e5, ``V``
+        1e-6 ``rho``..``rho``, ``rho`` 1..100; tanh, erf, softplus and tanh with noise
+        after it), as close as the coarse rules of the piecewise channels. Enough to find
+        which fixed point a start runs to, which the coarse rules then settle and measure
+        the Jacobian at; every other size is the coarse rules'."""
         return dataclasses.replace(self.coarse(), smooth_knee_stride=2 * self.smooth_knee_stride,
                                    smooth_legendre=max(self.smooth_legendre // 2, 3),
                                    smooth_levels=max(self.smooth_levels // 2 + 1, 3),
